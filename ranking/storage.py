@@ -1,0 +1,145 @@
+"""Atomic file writes, config keys and the on-disk format of a :class:`~ranking.data.Dataset`.
+
+Nothing is ever half-written: every writer goes to a temporary file in the target directory and
+is renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ranking.data import Catalog, Dataset, Interactions
+from ranking.errors import DataError
+
+FORMAT_VERSION = 1
+
+
+def config_key(config: Any, length: int = 16) -> str:
+    """A stable hex key for a JSON-serialisable config (dict order does not matter)."""
+    blob = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_with(path: str | Path, writer: Callable[[Path], None]) -> None:
+    """Call ``writer(tmp_path)`` and move the result onto ``path`` when it returns."""
+    with atomic_path(path) as tmp:
+        writer(tmp)
+
+
+_OPTIONAL_INTERACTION_COLUMNS = ("session", "event", "rating")
+
+
+def save_dataset(dataset: Dataset, path: str | Path) -> None:
+    """Write ``dataset`` to one ``.npz`` file, atomically."""
+    cat, inter = dataset.catalog, dataset.interactions
+    arrays: dict[str, np.ndarray] = {
+        "catalog.ids": cat.ids,
+        "catalog.text": cat.text,
+        "catalog.category": cat.category,
+        "catalog.available": cat.available,
+        "catalog.created_at": cat.created_at,
+        "inter.user": inter.user,
+        "inter.item": inter.item,
+        "inter.timestamp": inter.timestamp,
+        "inter.user_ids": inter.user_ids,
+    }
+    if cat.image_paths is not None:
+        arrays["catalog.image_paths"] = cat.image_paths
+    for key, col in cat.attributes.items():
+        arrays[f"attr.{key}"] = np.asarray(col)
+    for name in _OPTIONAL_INTERACTION_COLUMNS:
+        col = getattr(inter, name)
+        if col is not None:
+            arrays[f"inter.{name}"] = col
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "name": dataset.name,
+        "category_names": list(cat.category_names),
+        "event_names": list(inter.event_names),
+        "n_items": inter.n_items,
+    }
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    if cat.image_renderer is not None:
+        arrays["catalog.image_renderer"] = np.frombuffer(pickle.dumps(cat.image_renderer), dtype=np.uint8)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    atomic_write_with(path, write)
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Read a dataset written by :func:`save_dataset`."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataError(f"not a readable dataset file ({exc})", path=path) from exc
+    try:
+        meta = json.loads(bytes(data["meta"]).decode())
+    except (KeyError, ValueError) as exc:
+        raise DataError("dataset file has no valid 'meta' entry", path=path) from exc
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise DataError(f"dataset format {meta.get('format_version')} != {FORMAT_VERSION}", path=path)
+    renderer = None
+    if "catalog.image_renderer" in data:
+        renderer = pickle.loads(data["catalog.image_renderer"].tobytes())  # our own cache file
+    catalog = Catalog(
+        ids=data["catalog.ids"],
+        text=data["catalog.text"],
+        category=data["catalog.category"],
+        category_names=tuple(meta["category_names"]),
+        attributes={k[len("attr.") :]: v for k, v in data.items() if k.startswith("attr.")},
+        available=data["catalog.available"],
+        created_at=data["catalog.created_at"],
+        image_paths=data.get("catalog.image_paths"),
+        image_renderer=renderer,
+    )
+    interactions = Interactions(
+        user=data["inter.user"],
+        item=data["inter.item"],
+        timestamp=data["inter.timestamp"],
+        user_ids=data["inter.user_ids"],
+        n_items=int(meta["n_items"]),
+        event_names=tuple(meta["event_names"]),
+        **{name: data.get(f"inter.{name}") for name in _OPTIONAL_INTERACTION_COLUMNS},
+    )
+    return Dataset(name=meta["name"], catalog=catalog, interactions=interactions)
