@@ -1,0 +1,35 @@
+# The two commands of the README: `make simulate` and `make test`. Each sets up what it needs.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# torch/torchvision first, pinned to the releases that install on a CPU-only machine (see README).
+TORCH  := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: setup simulate test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+simulate: $(STAMP)
+	$(BIN)/tandem-simulate $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/data_bench.py
+
+clean:
+	rm -rf $(VENV) .cache runs outputs multirun .pytest_cache .ruff_cache

@@ -1,0 +1,371 @@
+"""The one evaluator: every model of the ranking tier is scored by :func:`evaluate`.
+
+Protocol
+--------
+* Every row of ``split.targets(stage)`` is one **query**: predict that item for that user given the
+  user's history, which is the user's part of ``split.history(stage)`` (everything the model may see
+  for that stage, in time order). With a temporal split a user can own several targets; each is a
+  separate query over the same history (the history is not updated between them). Metrics are
+  averaged over queries; for a leave-one-out split there is exactly one query per evaluated user.
+* **Full ranking** (``protocol="full"``): the target is ranked against the whole catalog.
+* **Sampled ranking** (``protocol="sampled"``, the SASRec paper's definition): the target is ranked
+  against ``n_negatives`` items drawn without replacement from the items the user has not
+  interacted with, i.e. among ``n_negatives + 1`` candidates.
+* **Ties**: the rank of a target is the number of candidates with a *strictly greater* score, so
+  a target tied with other items is placed ahead of all of them (ties favour the target; this is
+  the convention of SASRec-style evaluators and it never depends on item order). Consequently a
+  scorer that gives every item the same score gets rank 0 everywhere: a model whose scores collapse
+  to a constant looks perfect, so check a model's score spread when its numbers look too good.
+* **Seen items**: with ``filter_seen=True`` the items of the user's history are removed from the
+  candidates (full: their scores are set to ``-inf``; sampled: they are never drawn) -- except the
+  target itself, which is always ranked even when it is a repeat. ``exclude_items`` are removed
+  from the candidates of every query in the same way.
+* **Beyond-accuracy** metrics (coverage, novelty, average popularity) describe the top-K lists over
+  the full catalog (with seen and excluded items removed as above) under both protocols.
+  Popularity is counted on ``split.history(stage)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ranking.data import Split, UserSequences
+from ranking.errors import DataError
+from ranking.metrics import average_popularity, coverage, hit_rate, mrr, ndcg, novelty
+
+__all__ = [
+    "Scorer",
+    "evaluate",
+    "rank_targets",
+    "sample_negatives",
+    "history_mask",
+    "topk_items",
+]
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Anything that scores the whole catalog for a batch of users."""
+
+    def score(self, histories: list[np.ndarray], users: np.ndarray) -> np.ndarray:
+        """Scores ``[B, n_items]`` (float, higher = better) for ``B`` users.
+
+        ``histories[b]`` holds the past items of ``users[b]`` as dense 0-based item ids in time
+        order (possibly empty); ``users`` holds the dense user ids.
+        """
+        ...
+
+
+# --------------------------------------------------------------------------------------------
+# Building blocks
+# --------------------------------------------------------------------------------------------
+
+
+def _check_scores(scores: np.ndarray) -> np.ndarray:
+    s = np.asarray(scores)
+    if s.ndim != 2:
+        raise ValueError(f"scores must be a 2-D array [B, n_items], got shape {s.shape}")
+    if not np.issubdtype(s.dtype, np.floating):
+        s = s.astype(np.float32)
+    if np.isnan(s).any():
+        rows = np.flatnonzero(np.isnan(s).any(axis=1))
+        raise ValueError(f"scores contain NaN (first in batch row {int(rows[0])}); cannot rank")
+    return s
+
+
+def rank_targets(
+    scores: np.ndarray, targets: np.ndarray, seen_mask: np.ndarray | None = None
+) -> np.ndarray:
+    """0-based full-catalog rank of each target: the number of items with a strictly greater score.
+
+    Parameters
+    ----------
+    scores:
+        ``[B, n_items]`` float scores, higher = better. Not modified.
+    targets:
+        ``[B]`` dense item ids.
+    seen_mask:
+        Optional ``[B, n_items]`` bool; ``True`` items are not candidates (they never count
+        against the target). The target itself is always a candidate, even where the mask is
+        ``True`` for it.
+
+    Returns
+    -------
+    ``int64 [B]`` ranks (``0`` = best). Ties with the target do not count against it.
+    """
+    s = _check_scores(scores)
+    t = np.asarray(targets, dtype=np.int64)
+    if t.shape != (s.shape[0],):
+        raise ValueError(f"targets must have shape ({s.shape[0]},), got {t.shape}")
+    rows = np.arange(s.shape[0])
+    target_scores = s[rows, t]
+    beats = s > target_scores[:, None]
+    if seen_mask is not None:
+        mask = np.asarray(seen_mask, dtype=bool)
+        if mask.shape != s.shape:
+            raise ValueError(f"seen_mask must have shape {s.shape}, got {mask.shape}")
+        beats &= ~mask  # the target never beats itself, so it needs no special case here
+    return beats.sum(axis=1, dtype=np.int64)
+
+
+def topk_items(scores: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` best items per row, best first: ``int64 [B, min(k, n_items)]``.
+
+    Slots whose score is ``-inf`` (masked items) are returned as ``-1``. Ties are ordered by
+    increasing item id within the list; which of several items tied at the cut-off enter the list
+    is unspecified (but deterministic).
+    """
+    if int(k) != k or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    return _topk(_check_scores(scores), int(k))
+
+
+def _topk(s: np.ndarray, k: int) -> np.ndarray:
+    n_items = s.shape[1]
+    k_eff = min(k, n_items)
+    if k_eff < n_items:
+        part = np.argpartition(-s, k_eff - 1, axis=1)[:, :k_eff]
+    else:
+        part = np.broadcast_to(np.arange(n_items), s.shape)
+    vals = np.take_along_axis(s, part, axis=1)
+    # Sort by score descending, then by item id ascending.
+    order = np.lexsort((part, -vals), axis=1)
+    items = np.take_along_axis(part, order, axis=1).astype(np.int64)
+    vals = np.take_along_axis(vals, order, axis=1)
+    items[np.isneginf(vals)] = -1
+    return items
+
+
+def _gather_histories(seqs: UserSequences, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat ``(row, item)`` pairs of the histories of ``users`` (row = position in ``users``)."""
+    starts = seqs.indptr[users]
+    lens = seqs.indptr[users + 1] - starts
+    total = int(lens.sum())
+    rows = np.repeat(np.arange(len(users)), lens)
+    first = np.repeat(np.cumsum(lens) - lens, lens)
+    pos = np.repeat(starts, lens) + (np.arange(total) - first)
+    return rows, seqs.items[pos].astype(np.int64)
+
+
+def history_mask(histories: Sequence[np.ndarray], n_items: int) -> np.ndarray:
+    """``bool [B, n_items]``: ``True`` where the item occurs in the row's history."""
+    mask = np.zeros((len(histories), n_items), dtype=bool)
+    lens = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
+    if lens.sum():
+        rows = np.repeat(np.arange(len(histories)), lens)
+        cols = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories])
+        mask[rows, cols] = True
+    return mask
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def _hash_uniform(seed: int, row_ids: np.ndarray, n_items: int) -> np.ndarray:
+    """Uniform(0, 1) noise ``[B, n_items]`` that depends only on ``(seed, row id, item)``.
+
+    A counter-based generator (SplitMix64 finaliser), so sampled negatives do not depend on the
+    batch size or on which other queries are evaluated.
+    """
+    base = np.random.SeedSequence(seed).generate_state(1, dtype=np.uint64)[0]
+    key = row_ids.astype(np.uint64)[:, None] * np.uint64(n_items) + np.arange(n_items, dtype=np.uint64)
+    z = base + (key + np.uint64(1)) * _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    z ^= z >> np.uint64(31)
+    return ((z >> np.uint64(11)).astype(np.float64) + 0.5) * (2.0**-53)
+
+
+def sample_negatives(
+    candidates: np.ndarray,
+    n_negatives: int,
+    *,
+    weights: np.ndarray | None = None,
+    seed: int = 0,
+    row_ids: np.ndarray | None = None,
+) -> np.ndarray:
+    """Draw ``n_negatives`` distinct items per row from the row's allowed candidates.
+
+    Parameters
+    ----------
+    candidates:
+        ``bool [B, n_items]``: which items each row may draw.
+    n_negatives:
+        Items drawn per row, without replacement.
+    weights:
+        Optional non-negative ``[n_items]`` sampling weights (e.g. popularity counts); items with
+        weight 0 are never drawn. ``None`` samples uniformly.
+    seed, row_ids:
+        The draw of a row is a deterministic function of ``(seed, row_ids[b])`` (default row ids
+        ``0 .. B-1``) and of the row's candidates, independent of the other rows.
+
+    Returns
+    -------
+    ``int64 [B, n_negatives]``. Raises :class:`ValueError` when a row has fewer allowed items
+    than ``n_negatives``.
+
+    Weighted sampling without replacement uses the exponential-keys method of Efraimidis and
+    Spirakis: each item gets the key ``log(u) / w`` with ``u ~ U(0, 1)`` and the largest keys win.
+    """
+    allowed = np.asarray(candidates, dtype=bool)
+    n_rows, n_items = allowed.shape
+    if n_negatives < 1:
+        raise ValueError(f"n_negatives must be >= 1, got {n_negatives}")
+    ids = np.arange(n_rows) if row_ids is None else np.asarray(row_ids, dtype=np.int64)
+    u = _hash_uniform(seed, ids, n_items)
+    if weights is None:
+        keys = u
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (n_items,) or (w < 0).any():
+            raise ValueError(f"weights must be {n_items} non-negative numbers")
+        allowed = allowed & (w > 0)
+        with np.errstate(divide="ignore"):
+            keys = np.log(u) / w
+    available = allowed.sum(axis=1)
+    short = np.flatnonzero(available < n_negatives)
+    if short.size:
+        b = int(short[0])
+        raise ValueError(
+            f"query row {int(ids[b])} has only {int(available[b])} items to draw negatives from "
+            f"(with non-zero weight), fewer than n_negatives={n_negatives}"
+        )
+    keys = np.where(allowed, keys, -np.inf)
+    if n_negatives < n_items:
+        picked = np.argpartition(-keys, n_negatives - 1, axis=1)[:, :n_negatives]
+    else:
+        picked = np.broadcast_to(np.arange(n_items), keys.shape)
+    return np.sort(picked, axis=1).astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# The evaluator
+# --------------------------------------------------------------------------------------------
+
+
+def evaluate(
+    scorer: Scorer,
+    split: Split,
+    stage: str = "test",
+    ks: Sequence[int] = (10,),
+    *,
+    filter_seen: bool = True,
+    batch_size: int = 1024,
+    protocol: str = "full",
+    n_negatives: int = 100,
+    negative_sampling: str = "uniform",
+    seed: int = 0,
+    exclude_items: np.ndarray | Sequence[int] | None = None,
+) -> dict[str, float]:
+    """Evaluate ``scorer`` on the ``stage`` targets of ``split`` (see the module docstring).
+
+    Parameters
+    ----------
+    scorer:
+        A :class:`Scorer`.
+    split, stage:
+        Queries are ``split.targets(stage)``; histories come from ``split.history(stage)``.
+    ks:
+        Cut-offs; every metric is reported for each.
+    filter_seen:
+        Remove the user's history items (but never the target) from the candidates.
+    batch_size:
+        Queries scored per call of ``scorer.score``. Does not change the results.
+    protocol:
+        ``"full"`` (rank among all items) or ``"sampled"`` (rank among ``n_negatives`` sampled
+        items plus the target).
+    n_negatives, negative_sampling, seed:
+        The sampled protocol: how many negatives, drawn ``"uniform"``-ly or by ``"popularity"``
+        (proportional to the item counts of ``split.history(stage)``; items never seen there are
+        never drawn), and the seed. The negatives of a query depend only on ``seed`` and the
+        query's row in ``split.targets(stage)``.
+    exclude_items:
+        Items that are never candidates (e.g. unavailable items), except as a query's own target.
+
+    Returns
+    -------
+    ``{"hr@k", "ndcg@k", "mrr@k", "coverage@k", "novelty@k", "avg_pop@k"}`` for every ``k`` in
+    ``ks``, then ``"n_users"`` (distinct users evaluated) and ``"n_targets"`` (queries).
+    """
+    cutoffs = tuple(int(k) for k in ks)
+    if not cutoffs or any(k < 1 for k in cutoffs):
+        raise ValueError(f"ks must be one or more positive cut-offs, got {tuple(ks)!r}")
+    if protocol not in ("full", "sampled"):
+        raise ValueError(f"protocol must be 'full' or 'sampled', got {protocol!r}")
+    if negative_sampling not in ("uniform", "popularity"):
+        raise ValueError(f"negative_sampling must be 'uniform' or 'popularity', got {negative_sampling!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+    history = split.history(stage)
+    targets = split.targets(stage)
+    n_items = targets.n_items
+    n_queries = len(targets)
+    if n_queries == 0:
+        raise DataError(f"the {stage!r} stage of this {split.kind} split has no targets to evaluate")
+    seqs = history.sequences()
+    counts = history.item_counts()
+
+    excluded = np.zeros(n_items, dtype=bool)
+    if exclude_items is not None:
+        ex = np.asarray(exclude_items, dtype=np.int64).reshape(-1)
+        if ex.size and (ex.min() < 0 or ex.max() >= n_items):
+            raise ValueError(f"exclude_items must lie in 0..{n_items - 1}")
+        excluded[ex] = True
+    if protocol == "sampled" and n_negatives < 1:
+        raise ValueError(f"n_negatives must be >= 1, got {n_negatives}")
+    weights = counts.astype(np.float64) if negative_sampling == "popularity" else None
+
+    kmax = max(cutoffs)
+    ranks = np.empty(n_queries, dtype=np.int64)
+    lists: list[np.ndarray] = []
+    for start in range(0, n_queries, batch_size):
+        rows = np.arange(start, min(start + batch_size, n_queries))
+        users = targets.user[rows].astype(np.int64)
+        items = targets.item[rows].astype(np.int64)
+        b = np.arange(len(rows))
+
+        histories = [seqs.items[seqs.indptr[u] : seqs.indptr[u + 1]] for u in users.tolist()]
+        raw = _check_scores(scorer.score(histories, users))
+        if raw.shape != (len(rows), n_items):
+            raise ValueError(
+                f"scorer returned scores of shape {raw.shape}, expected ({len(rows)}, {n_items})"
+            )
+
+        # Items that are not candidates for each query (never the target itself).
+        blocked = np.broadcast_to(excluded, raw.shape).copy()
+        if filter_seen:
+            h_rows, h_items = _gather_histories(seqs, users)
+            blocked[h_rows, h_items] = True
+        blocked[b, items] = False
+
+        masked = np.where(blocked, -np.inf, raw)
+        target_scores = raw[b, items]
+        if protocol == "full":
+            ranks[rows] = (masked > target_scores[:, None]).sum(axis=1)
+        else:
+            allowed = ~blocked
+            allowed[b, items] = False
+            negs = sample_negatives(allowed, n_negatives, weights=weights, seed=seed, row_ids=rows)
+            neg_scores = np.take_along_axis(raw, negs, axis=1)
+            ranks[rows] = (neg_scores > target_scores[:, None]).sum(axis=1)
+        lists.append(_topk(masked, kmax))
+
+    top = np.concatenate(lists, axis=0)
+    result: dict[str, float] = {}
+    for k in cutoffs:
+        top_k = top[:, :k]
+        result[f"hr@{k}"] = hit_rate(ranks, k)
+        result[f"ndcg@{k}"] = ndcg(ranks, k)
+        result[f"mrr@{k}"] = mrr(ranks, k)
+        result[f"coverage@{k}"] = coverage(top_k, n_items)
+        result[f"novelty@{k}"] = novelty(top_k, counts)
+        result[f"avg_pop@{k}"] = average_popularity(top_k, counts)
+    result["n_users"] = float(len(np.unique(targets.user)))
+    result["n_targets"] = float(n_queries)
+    return result

@@ -1,0 +1,143 @@
+"""The Hydra entry point of every tandem run (``tandem-simulate`` / ``python -m simulations.run``).
+
+One run: read the dataset (through the cache), split it, fit the configured model and the
+reference model, evaluate both with the one evaluator, print a table and write ``metrics.json``
+into the run directory.
+
+Examples
+--------
+``tandem-simulate``                                   default simulation on the synthetic world
+``tandem-simulate dataset=ml100k model=pop``          another dataset and model
+``tandem-simulate -m seed=0,1,2 model=pop,itemknn``   a sweep
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from ranking.data import Dataset, Split, leave_one_out, temporal_split
+from ranking.errors import ConfigError, TandemError
+from ranking.evaluation import evaluate
+from ranking.storage import atomic_write_text
+from simulations.datasets.loader import load
+from simulations.report import print_table
+
+log = logging.getLogger("tandem")
+
+
+def make_split(dataset: Dataset, cfg: DictConfig) -> Split:
+    """The split named by ``cfg.split.kind``."""
+    kind = cfg.kind
+    if kind == "leave_one_out":
+        return leave_one_out(dataset.interactions, min_len=int(cfg.get("min_len", 3)))
+    if kind == "temporal":
+        return temporal_split(
+            dataset.interactions,
+            valid_fraction=float(cfg.valid_fraction),
+            test_fraction=float(cfg.test_fraction),
+        )
+    raise ConfigError(f"split.kind={kind!r} is not known; expected 'leave_one_out' or 'temporal'")
+
+
+def build_model(model_cfg: DictConfig, name: str) -> Any:
+    """Instantiate a model config (``_target_`` + settings) with a clear error on failure."""
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(model_cfg)
+    except Exception as exc:  # hydra wraps import and argument errors in its own types
+        raise ConfigError(f"model {name!r} cannot be built from {OmegaConf.to_container(model_cfg)}: {exc}") from exc
+
+
+def load_group_option(group: str, option: str) -> DictConfig:
+    """The YAML of ``conf/<group>/<option>.yaml`` (used for the reference model)."""
+    path = Path(__file__).resolve().parent.parent / "conf" / group / f"{option}.yaml"
+    if not path.exists():
+        raise ConfigError(f"{group}={option!r}: no such config ({path})")
+    return OmegaConf.load(path)
+
+
+def evaluate_model(model: Any, split: Split, cfg: DictConfig) -> dict[str, float]:
+    ev = cfg.eval
+    return evaluate(
+        model,
+        split,
+        stage=str(ev.stage),
+        ks=tuple(int(k) for k in ev.ks),
+        filter_seen=bool(ev.filter_seen),
+        protocol=str(ev.protocol),
+        n_negatives=int(ev.n_negatives),
+        negative_sampling=str(ev.negative_sampling),
+        seed=int(cfg.seed),
+    )
+
+
+def run(cfg: DictConfig, output_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Run one configured experiment; returns the result rows (one per model)."""
+    np.random.seed(int(cfg.seed))
+    if cfg.mode != "central":
+        raise ConfigError(f"mode={cfg.mode!r} is not available yet; expected 'central'")
+    t0 = time.perf_counter()
+    dataset = load(
+        OmegaConf.to_container(cfg.dataset, resolve=True),
+        cache_dir=cfg.paths.cache_dir,
+        filters=OmegaConf.to_container(cfg.filters, resolve=True),
+    )
+    load_s = time.perf_counter() - t0
+    split = make_split(dataset, cfg.split)
+    summary = dataset.summary()
+    log.info("dataset %s: %s (%.2fs)", dataset.name, summary, load_s)
+
+    model_name = HydraConfig.get().runtime.choices.get("model", "model") if HydraConfig.initialized() else "model"
+    models = [(model_name, cfg.model)]
+    if cfg.get("reference_model") and cfg.reference_model != model_name:
+        models.append((str(cfg.reference_model), load_group_option("model", str(cfg.reference_model))))
+
+    rows: list[dict[str, Any]] = []
+    for name, model_cfg in models:
+        t1 = time.perf_counter()
+        model = build_model(model_cfg, name).fit(split.train)
+        fit_s = time.perf_counter() - t1
+        metrics = evaluate_model(model, split, cfg)
+        rows.append(
+            {"dataset": dataset.name, "model": name, "split": split.kind, **metrics, "fit_seconds": fit_s}
+        )
+
+    print_table(f"{dataset.name}: {summary['users']} users, {summary['items']} items, "
+                f"{summary['interactions']} interactions ({split.kind}, {cfg.eval.stage})", rows)
+    if output_dir is not None:
+        result = {"config": OmegaConf.to_container(cfg, resolve=True), "dataset": summary, "results": rows}
+        atomic_write_text(output_dir / "metrics.json", json.dumps(result, indent=2, default=float))
+        log.info("wrote %s", output_dir / "metrics.json")
+    return rows
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        rows = run(cfg, output_dir)
+    except TandemError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    key = f"ndcg@{int(cfg.eval.ks[0])}"
+    return float(rows[0][key]) if rows and key in rows[0] else None
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
