@@ -82,6 +82,21 @@ def evaluate_model(model: Any, split: Split, cfg: DictConfig) -> dict[str, float
     )
 
 
+def model_choice(cfg: DictConfig) -> str:
+    """The name of the chosen model: its config group option, else its class name."""
+    if HydraConfig.initialized():
+        return str(HydraConfig.get().runtime.choices.get("model"))
+    return str(cfg.model.get("_target_", "model")).rsplit(".", 1)[-1]
+
+
+def table_columns(ks: list[int]) -> list[str]:
+    """The columns a run prints: accuracy at every K, beyond-accuracy at the first K."""
+    first = ks[0]
+    accuracy = [f"{m}@{k}" for k in ks for m in ("hr", "ndcg", "mrr")]
+    beyond = [f"coverage@{first}", f"novelty@{first}", f"avg_pop@{first}"]
+    return ["dataset", "model", *accuracy, *beyond, "n_users", "fit_seconds"]
+
+
 def run(cfg: DictConfig, output_dir: Path | None = None) -> list[dict[str, Any]]:
     """Run one configured experiment; returns the result rows (one per model)."""
     np.random.seed(int(cfg.seed))
@@ -98,7 +113,7 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> list[dict[str, Any]]
     summary = dataset.summary()
     log.info("dataset %s: %s (%.2fs)", dataset.name, summary, load_s)
 
-    model_name = HydraConfig.get().runtime.choices.get("model", "model") if HydraConfig.initialized() else "model"
+    model_name = model_choice(cfg)
     models = [(model_name, cfg.model)]
     if cfg.get("reference_model") and cfg.reference_model != model_name:
         models.append((str(cfg.reference_model), load_group_option("model", str(cfg.reference_model))))
@@ -113,8 +128,11 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> list[dict[str, Any]]
             {"dataset": dataset.name, "model": name, "split": split.kind, **metrics, "fit_seconds": fit_s}
         )
 
-    print_table(f"{dataset.name}: {summary['users']} users, {summary['items']} items, "
-                f"{summary['interactions']} interactions ({split.kind}, {cfg.eval.stage})", rows)
+    title = (
+        f"{dataset.name}: {summary['users']} users, {summary['items']} items, "
+        f"{summary['interactions']} interactions ({split.kind}, {cfg.eval.protocol} ranking, {cfg.eval.stage})"
+    )
+    print_table(title, rows, columns=table_columns([int(k) for k in cfg.eval.ks]))
     if output_dir is not None:
         result = {"config": OmegaConf.to_container(cfg, resolve=True), "dataset": summary, "results": rows}
         atomic_write_text(output_dir / "metrics.json", json.dumps(result, indent=2, default=float))

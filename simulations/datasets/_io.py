@@ -45,6 +45,11 @@ def require_dir(path: str | Path) -> Path:
     return path
 
 
+def file_stem(path: str | Path) -> str:
+    """A file's name without its suffix (and without ``.gz``), used as the dataset name."""
+    return Path(Path(path).name.removesuffix(".gz")).stem
+
+
 def _decoded_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, text)`` for every line (line endings kept), decoding line by line so
     that a decoding error names the exact line. ``*.gz`` files are gunzipped transparently."""
@@ -56,7 +61,9 @@ def _decoded_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
                     text = raw.decode(encoding)
                 except UnicodeDecodeError as exc:
                     raise DataError(
-                        f"cannot decode the line as {encoding}: {exc.reason}", path=path, line=lineno
+                        f"cannot decode the line as {encoding}: {exc.reason}",
+                        path=path,
+                        line=lineno,
                     ) from exc
                 yield lineno, text
     except (OSError, EOFError) as exc:
@@ -131,7 +138,9 @@ def _finish(
     columns = tuple(list(col) for col in zip(*rows, strict=True))
     if not columns:  # only possible with zero fields per row
         columns = tuple([] for _ in range(n_fields))
-    return Records(path=path, lines=np.asarray(lines, dtype=np.int64), header=header, columns=columns)
+    return Records(
+        path=path, lines=np.asarray(lines, dtype=np.int64), header=header, columns=columns
+    )
 
 
 def read_records(
@@ -165,15 +174,18 @@ def read_records(
                 check_header(path, head)
             continue
         if len(fields) != n_fields:
+            shape = "as in the header" if header else f"({layout})"
             raise DataError(
-                f"expected {n_fields} {split_desc}-separated fields ({layout}), found {len(fields)}",
+                f"expected {n_fields} {split_desc}-separated fields {shape}, found {len(fields)}",
                 path=path,
                 line=lineno,
             )
         rows.append(fields)
         lines.append(lineno)
     if header and head is None:
-        raise DataError(f"the file is empty; expected a header line and lines of {layout}", path=path)
+        raise DataError(
+            f"the file is empty; expected a header line and lines of {layout}", path=path
+        )
     return _finish(path, rows, lines, n_fields or 0, head, layout)
 
 
@@ -185,7 +197,8 @@ def read_csv_records(path: str | Path, *, sep: str = ",", encoding: str = "utf-8
 
     def texts() -> Iterator[str]:
         nonlocal lineno
-        for lineno, text in numbered:  # noqa: B007 (read by the error reports below)
+        for number, text in numbered:
+            lineno = number
             yield text
 
     head: tuple[str, ...] | None = None
@@ -212,12 +225,19 @@ def read_csv_records(path: str | Path, *, sep: str = ",", encoding: str = "utf-8
         raise DataError(f"malformed CSV: {exc}", path=path, line=lineno or None) from exc
     if head is None:
         raise DataError("the file is empty; expected a header line and data rows", path=path)
-    return _finish(path, rows, lines, len(head), head, f"{len(head)} {_describe_sep(sep)}-separated fields")
+    return _finish(
+        path, rows, lines, len(head), head, f"{len(head)} {_describe_sep(sep)}-separated fields"
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Column conversions
 # --------------------------------------------------------------------------------------------
+
+
+def _plain(values: Sequence[Any] | np.ndarray) -> Sequence[Any]:
+    """Python values (not NumPy scalars), so that error messages show them plainly."""
+    return values.tolist() if isinstance(values, np.ndarray) else values
 
 
 def _is_missing(value: Any) -> bool:
@@ -248,10 +268,12 @@ def to_floats(
     if ok:
         return out
     out = np.empty(len(values), dtype=np.float64)
-    for row, value in enumerate(values):
-        if allow_missing and _is_missing(value):
-            out[row] = np.nan
-            continue
+    for row, value in enumerate(_plain(values)):
+        if _is_missing(value):
+            if allow_missing:
+                out[row] = np.nan
+                continue
+            raise rows.error(row, f"expected {expected}, got an empty value", column)
         try:
             number = float(value)
         except (ValueError, TypeError):
@@ -281,20 +303,26 @@ def to_seconds(values: Sequence[Any] | np.ndarray, rows: Rows, column: str) -> n
         if numeric:
             return to_floats(values, rows, column, expected="a number (seconds)")
         text = ["" if _is_missing(v) else str(v) for v in values]
-        stamps = pd.to_datetime(pd.Series(text, dtype=object), format="ISO8601", utc=True, errors="coerce")
-    seconds = ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64)
+        stamps = pd.to_datetime(
+            pd.Series(text, dtype=object), format="ISO8601", utc=True, errors="coerce"
+        )
+    seconds = ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(
+        dtype=np.float64
+    )
     bad = ~np.isfinite(seconds)
     if bad.any():
         row = int(np.argmax(bad))
-        value = list(values)[row]
-        raise rows.error(row, f"expected a number (seconds) or an ISO 8601 date-time, got {value!r}", column)
+        value = _plain(values)[row]
+        raise rows.error(
+            row, f"expected a number (seconds) or an ISO 8601 date-time, got {value!r}", column
+        )
     return seconds
 
 
 def to_ids(values: Sequence[Any] | np.ndarray, rows: Rows, column: str) -> list[str]:
     """Values as non-empty id strings (integral floats such as ``3.0`` become ``"3"``)."""
     out: list[str] = []
-    for row, value in enumerate(values if not isinstance(values, np.ndarray) else values.tolist()):
+    for row, value in enumerate(_plain(values)):
         if _is_missing(value):
             raise rows.error(row, "empty id; expected a non-empty value", column)
         if isinstance(value, float) and value.is_integer():
@@ -331,7 +359,9 @@ def index_items(
 def first_appearance(ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
     """Distinct ids in order of first appearance and the dense code of every value."""
     lookup: dict[str, int] = {}
-    codes = np.fromiter((lookup.setdefault(i, len(lookup)) for i in ids), dtype=np.int32, count=len(ids))
+    codes = np.fromiter(
+        (lookup.setdefault(i, len(lookup)) for i in ids), dtype=np.int32, count=len(ids)
+    )
     return list(lookup), codes
 
 

@@ -114,7 +114,11 @@ def read_ml100k(directory: str | Path) -> Dataset:
     bad = (flags != "0") & (flags != "1")
     if bad.any():
         genre, row = (int(i) for i in np.argwhere(bad)[0])
-        raise movies.error(row, f"expected a genre flag 0 or 1, got {flags[genre, row]!r}", ML100K_GENRES[genre])
+        raise movies.error(
+            row,
+            f"expected a genre flag 0 or 1, got {str(flags[genre, row])!r}",
+            ML100K_GENRES[genre],
+        )
     genres = [[ML100K_GENRES[g] for g in np.flatnonzero(col == "1")] for col in flags.T]
     titles = movies.columns[1]
     years = []

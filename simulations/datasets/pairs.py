@@ -5,7 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ranking.data import Dataset, build_interactions
-from simulations.datasets._io import first_appearance, placeholder_catalog, read_records
+from simulations.datasets._io import (
+    file_stem,
+    first_appearance,
+    placeholder_catalog,
+    read_records,
+)
 
 
 def read_user_item_pairs(path: str | Path) -> Dataset:
@@ -19,4 +24,4 @@ def read_user_item_pairs(path: str | Path) -> Dataset:
     distinct, dense = first_appearance(items)
     catalog = placeholder_catalog(distinct)
     interactions = build_interactions(users, dense, records.lines - 1.0, catalog.n_items)
-    return Dataset(name=Path(path).stem, catalog=catalog, interactions=interactions)
+    return Dataset(name=file_stem(path), catalog=catalog, interactions=interactions)

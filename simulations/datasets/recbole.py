@@ -48,12 +48,16 @@ def _parse_header(path: Path, header: tuple[str, ...]) -> dict[str, str]:
                 column=entry,
             )
         if name in types:
-            raise DataError(f"field {name!r} appears twice in the header", path=path, line=1, column=name)
+            raise DataError(
+                f"field {name!r} appears twice in the header", path=path, line=1, column=name
+            )
         types[name] = kind
     return types
 
 
-def _read_atomic(path: Path, required: tuple[str, ...], layout: str) -> tuple[Records, dict[str, str]]:
+def _read_atomic(
+    path: Path, required: tuple[str, ...], layout: str
+) -> tuple[Records, dict[str, str]]:
     """An atomic file's records (columns keyed by bare field name) and its field types."""
 
     def check(path: Path, header: tuple[str, ...]) -> None:
@@ -61,21 +65,27 @@ def _read_atomic(path: Path, required: tuple[str, ...], layout: str) -> tuple[Re
         for name in required:
             if name not in types:
                 raise DataError(
-                    f"missing field {name!r} in the header; expected {layout}", path=path, line=1, column=name
+                    f"missing field {name!r} in the header; expected {layout}",
+                    path=path,
+                    line=1,
+                    column=name,
                 )
 
     records = read_records(path, sep="\t", header=True, layout=layout, check_header=check)
-    assert records.header is not None
-    types = _parse_header(path, records.header)
+    types = _parse_header(path, records.header or ())
     bare = tuple(types)
-    return Records(path=records.path, lines=records.lines, header=bare, columns=records.columns), types
+    return Records(
+        path=records.path, lines=records.lines, header=bare, columns=records.columns
+    ), types
 
 
 def _item_catalog(records: Records, types: dict[str, str]) -> Catalog:
     """The catalog of an ``.item`` file, in file order."""
     ids = to_ids(records.column(ITEM), records, ITEM)
     unique_lookup(ids, records, ITEM)
-    category_field = next((f for f in CATEGORY_FIELDS if types.get(f) in ("token", "token_seq")), None)
+    category_field = next(
+        (f for f in CATEGORY_FIELDS if types.get(f) in ("token", "token_seq")), None
+    )
     text_fields = [f for f, t in types.items() if f != ITEM and t in ("token", "token_seq")]
     parts: list[list[str]] = [[] for _ in ids]
     for field in text_fields:
@@ -124,7 +134,9 @@ def read_recbole_atomic(directory: str | Path, name: str | None = None) -> Datas
     )
     item_ids = to_ids(inter.column(ITEM), inter, ITEM)
     if item_path.exists():
-        items, item_types = _read_atomic(item_path, (ITEM,), "a tab-separated header with item_id:token")
+        items, item_types = _read_atomic(
+            item_path, (ITEM,), "a tab-separated header with item_id:token"
+        )
         catalog = _item_catalog(items, item_types)
         lookup = {item_id: i for i, item_id in enumerate(catalog.ids.tolist())}
         dense = index_items(item_ids, lookup, inter, ITEM, item_path)
