@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from ranking.data import Interactions
 from ranking.errors import DataError
+from ranking.evaluation import topk_items
 
 __all__ = ["ItemKNN", "MostPopular"]
 
@@ -41,6 +42,49 @@ class MostPopular:
         if self.counts is None:
             raise _not_fitted("MostPopular")
         return np.tile(self.counts, (len(histories), 1))
+
+
+def _keep_top_per_row(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    vals: np.ndarray,
+    n_rows: int,
+    k: int,
+    *,
+    cell_budget: int = 1 << 24,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``k`` largest entries of every row of a COO matrix sorted by (row, col).
+
+    Ties at the cut-off go to the lower column. Rows with more than ``k`` entries are processed in
+    blocks of similar length, each padded to a dense ``[rows, longest]`` array of at most about
+    ``cell_budget`` cells, so the work is proportional to the number of entries.
+    """
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    lengths = np.diff(indptr)
+    keep = np.ones(len(rows), dtype=bool)
+    long_rows = np.flatnonzero(lengths > k)
+    long_rows = long_rows[np.argsort(lengths[long_rows], kind="stable")]
+    start = 0
+    while start < len(long_rows):
+        stop = start + 1
+        # Grow the block while it fits the budget (rows are sorted by length, so the last row
+        # of the block is the longest).
+        while (
+            stop < len(long_rows)
+            and (stop + 1 - start) * int(lengths[long_rows[stop]]) <= cell_budget
+        ):
+            stop += 1
+        block = long_rows[start:stop]
+        longest = int(lengths[block[-1]])
+        pos = indptr[block][:, None] + np.arange(longest)[None, :]
+        inside = np.arange(longest)[None, :] < lengths[block][:, None]
+        padded = np.where(inside, vals[np.minimum(pos, len(vals) - 1)], -np.inf)
+        best = topk_items(padded, k)  # column positions within each row, ties -> lower column
+        keep[pos[inside]] = False
+        keep[np.take_along_axis(pos, best, axis=1).reshape(-1)] = True
+        start = stop
+    return rows[keep], cols[keep], vals[keep]
 
 
 class ItemKNN:
@@ -121,12 +165,7 @@ class ItemKNN:
         keep = (rows != cols) & (vals > 0)
         rows, cols, vals = rows[keep], cols[keep], vals[keep]
         if self.k_neighbors is not None:
-            # Within each row, order by value descending (ties: lower column first, lexsort is stable).
-            order = np.lexsort((-vals, rows))
-            rows, cols, vals = rows[order], cols[order], vals[order]
-            row_start = np.searchsorted(rows, rows, side="left")
-            keep = (np.arange(len(rows)) - row_start) < self.k_neighbors
-            rows, cols, vals = rows[keep], cols[keep], vals[keep]
+            rows, cols, vals = _keep_top_per_row(rows, cols, vals, n_items, self.k_neighbors)
         sim = sp.csr_array((vals.astype(np.float32), (rows, cols)), shape=(n_items, n_items))
         sim.sort_indices()
         self.sim = sim

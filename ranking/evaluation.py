@@ -11,11 +11,10 @@ Protocol
 * **Sampled ranking** (``protocol="sampled"``, the SASRec paper's definition): the target is ranked
   against ``n_negatives`` items drawn without replacement from the items the user has not
   interacted with, i.e. among ``n_negatives + 1`` candidates.
-* **Ties**: the rank of a target is the number of candidates with a *strictly greater* score, so
-  a target tied with other items is placed ahead of all of them (ties favour the target; this is
-  the convention of SASRec-style evaluators and it never depends on item order). Consequently a
-  scorer that gives every item the same score gets rank 0 everywhere: a model whose scores collapse
-  to a constant looks perfect, so check a model's score spread when its numbers look too good.
+* **Ties** are pessimistic: the rank of a target is the number of other candidates with a score
+  *greater than or equal to* its own, so a target tied with other items is placed behind all of
+  them. The result never depends on item order or a sort's tie handling, and a scorer whose scores
+  collapse to a constant gets the worst rank instead of looking perfect.
 * **Seen items**: with ``filter_seen=True`` the items of the user's history are removed from the
   candidates (full: their scores are set to ``-inf``; sampled: they are never drawn) -- except the
   target itself, which is always ranked even when it is a repeat. ``exclude_items`` are removed
@@ -79,7 +78,7 @@ def _check_scores(scores: np.ndarray) -> np.ndarray:
 def rank_targets(
     scores: np.ndarray, targets: np.ndarray, seen_mask: np.ndarray | None = None
 ) -> np.ndarray:
-    """0-based full-catalog rank of each target: the number of items with a strictly greater score.
+    """0-based full-catalog rank of each target: the number of other items scoring at least as high.
 
     Parameters
     ----------
@@ -94,7 +93,7 @@ def rank_targets(
 
     Returns
     -------
-    ``int64 [B]`` ranks (``0`` = best). Ties with the target do not count against it.
+    ``int64 [B]`` ranks (``0`` = best). Ties with the target count against it (pessimistic).
     """
     s = _check_scores(scores)
     t = np.asarray(targets, dtype=np.int64)
@@ -102,21 +101,22 @@ def rank_targets(
         raise ValueError(f"targets must have shape ({s.shape[0]},), got {t.shape}")
     rows = np.arange(s.shape[0])
     target_scores = s[rows, t]
-    beats = s > target_scores[:, None]
+    beats = s >= target_scores[:, None]
+    beats[rows, t] = False  # the target does not count against itself
     if seen_mask is not None:
         mask = np.asarray(seen_mask, dtype=bool)
         if mask.shape != s.shape:
             raise ValueError(f"seen_mask must have shape {s.shape}, got {mask.shape}")
-        beats &= ~mask  # the target never beats itself, so it needs no special case here
+        beats &= ~mask
     return beats.sum(axis=1, dtype=np.int64)
 
 
 def topk_items(scores: np.ndarray, k: int) -> np.ndarray:
     """The ``k`` best items per row, best first: ``int64 [B, min(k, n_items)]``.
 
-    Slots whose score is ``-inf`` (masked items) are returned as ``-1``. Ties are ordered by
-    increasing item id within the list; which of several items tied at the cut-off enter the list
-    is unspecified (but deterministic).
+    Items are ordered by score, descending, and equal scores by item id, ascending -- also at the
+    cut-off, so the lists are fully determined by the scores. Slots whose score is ``-inf`` (masked
+    items) are returned as ``-1``.
     """
     if int(k) != k or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -124,16 +124,20 @@ def topk_items(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def _topk(s: np.ndarray, k: int) -> np.ndarray:
-    n_items = s.shape[1]
+    n_rows, n_items = s.shape
     k_eff = min(k, n_items)
-    if k_eff < n_items:
-        part = np.argpartition(-s, k_eff - 1, axis=1)[:, :k_eff]
-    else:
-        part = np.broadcast_to(np.arange(n_items), s.shape)
-    vals = np.take_along_axis(s, part, axis=1)
-    # Sort by score descending, then by item id ascending.
-    order = np.lexsort((part, -vals), axis=1)
-    items = np.take_along_axis(part, order, axis=1).astype(np.int64)
+    # The k-th largest score of each row; every larger item is in the list and the remaining
+    # slots go to the lowest ids among the items equal to it.
+    cut = n_items - k_eff
+    kth = np.partition(s, cut, axis=1)[:, cut : cut + 1]
+    above = s > kth
+    tied = s == kth
+    slots = k_eff - above.sum(axis=1, keepdims=True)
+    chosen = above | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= slots))
+    items = np.nonzero(chosen)[1].reshape(n_rows, k_eff)  # ascending ids within each row
+    vals = np.take_along_axis(s, items, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    items = np.take_along_axis(items, order, axis=1).astype(np.int64)
     vals = np.take_along_axis(vals, order, axis=1)
     items[np.isneginf(vals)] = -1
     return items
@@ -161,24 +165,17 @@ def history_mask(histories: Sequence[np.ndarray], n_items: int) -> np.ndarray:
     return mask
 
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
+def _row_uniform(seed: int, row_ids: np.ndarray, n_items: int) -> np.ndarray:
+    """Uniform (0, 1] noise ``[B, n_items]`` whose row ``b`` depends only on ``(seed, row_ids[b])``.
 
-
-def _hash_uniform(seed: int, row_ids: np.ndarray, n_items: int) -> np.ndarray:
-    """Uniform(0, 1) noise ``[B, n_items]`` that depends only on ``(seed, row id, item)``.
-
-    A counter-based generator (SplitMix64 finaliser), so sampled negatives do not depend on the
-    batch size or on which other queries are evaluated.
+    Each row has its own generator, so sampled negatives do not depend on the batch size or on
+    which other queries are evaluated. (One generator call per row, vectorised over the items.)
     """
-    base = np.random.SeedSequence(seed).generate_state(1, dtype=np.uint64)[0]
-    key = row_ids.astype(np.uint64)[:, None] * np.uint64(n_items) + np.arange(n_items, dtype=np.uint64)
-    z = base + (key + np.uint64(1)) * _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    z ^= z >> np.uint64(31)
-    return ((z >> np.uint64(11)).astype(np.float64) + 0.5) * (2.0**-53)
+    out = np.empty((len(row_ids), n_items), dtype=np.float64)
+    for b, row in enumerate(row_ids.tolist()):
+        np.random.default_rng([seed, row]).random(out=out[b])
+    np.subtract(1.0, out, out=out)  # (0, 1]: log(u) is finite
+    return out
 
 
 def sample_negatives(
@@ -217,7 +214,9 @@ def sample_negatives(
     if n_negatives < 1:
         raise ValueError(f"n_negatives must be >= 1, got {n_negatives}")
     ids = np.arange(n_rows) if row_ids is None else np.asarray(row_ids, dtype=np.int64)
-    u = _hash_uniform(seed, ids, n_items)
+    if seed < 0 or (ids.size and ids.min() < 0):
+        raise ValueError("seed and row_ids must be non-negative")
+    u = _row_uniform(seed, ids, n_items)
     if weights is None:
         keys = u
     else:
@@ -225,21 +224,20 @@ def sample_negatives(
         if w.shape != (n_items,) or (w < 0).any():
             raise ValueError(f"weights must be {n_items} non-negative numbers")
         allowed = allowed & (w > 0)
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore"):  # w = 0 gives -inf, masked below anyway
             keys = np.log(u) / w
     available = allowed.sum(axis=1)
     short = np.flatnonzero(available < n_negatives)
     if short.size:
         b = int(short[0])
+        which = "items with non-zero weight" if weights is not None else "items"
         raise ValueError(
-            f"query row {int(ids[b])} has only {int(available[b])} items to draw negatives from "
-            f"(with non-zero weight), fewer than n_negatives={n_negatives}"
+            f"query row {int(ids[b])} has only {int(available[b])} {which} to draw negatives "
+            f"from, fewer than n_negatives={n_negatives}"
         )
-    keys = np.where(allowed, keys, -np.inf)
-    if n_negatives < n_items:
-        picked = np.argpartition(-keys, n_negatives - 1, axis=1)[:, :n_negatives]
-    else:
-        picked = np.broadcast_to(np.arange(n_items), keys.shape)
+    keys[~allowed] = -np.inf  # keys is a fresh array owned here
+    # The n_negatives largest keys sit at the end of an ascending partition.
+    picked = np.argpartition(keys, n_items - n_negatives, axis=1)[:, n_items - n_negatives :]
     return np.sort(picked, axis=1).astype(np.int64)
 
 
@@ -298,7 +296,9 @@ def evaluate(
     if protocol not in ("full", "sampled"):
         raise ValueError(f"protocol must be 'full' or 'sampled', got {protocol!r}")
     if negative_sampling not in ("uniform", "popularity"):
-        raise ValueError(f"negative_sampling must be 'uniform' or 'popularity', got {negative_sampling!r}")
+        raise ValueError(
+            f"negative_sampling must be 'uniform' or 'popularity', got {negative_sampling!r}"
+        )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
@@ -307,7 +307,9 @@ def evaluate(
     n_items = targets.n_items
     n_queries = len(targets)
     if n_queries == 0:
-        raise DataError(f"the {stage!r} stage of this {split.kind} split has no targets to evaluate")
+        raise DataError(
+            f"the {stage!r} stage of this {split.kind} split has no targets to evaluate"
+        )
     seqs = history.sequences()
     counts = history.item_counts()
 
@@ -347,13 +349,14 @@ def evaluate(
         masked = np.where(blocked, -np.inf, raw)
         target_scores = raw[b, items]
         if protocol == "full":
-            ranks[rows] = (masked > target_scores[:, None]).sum(axis=1)
+            at_least = (masked >= target_scores[:, None]) & ~blocked
+            ranks[rows] = at_least.sum(axis=1) - 1  # minus the target itself
         else:
             allowed = ~blocked
             allowed[b, items] = False
             negs = sample_negatives(allowed, n_negatives, weights=weights, seed=seed, row_ids=rows)
             neg_scores = np.take_along_axis(raw, negs, axis=1)
-            ranks[rows] = (neg_scores > target_scores[:, None]).sum(axis=1)
+            ranks[rows] = (neg_scores >= target_scores[:, None]).sum(axis=1)
         lists.append(_topk(masked, kmax))
 
     top = np.concatenate(lists, axis=0)

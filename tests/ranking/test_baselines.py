@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ranking.baselines import ItemKNN, MostPopular
+from ranking.baselines import ItemKNN, MostPopular, _keep_top_per_row
 from ranking.data import Interactions
 from ranking.evaluation import Scorer, topk_items
 
@@ -106,7 +106,11 @@ def test_itemknn_window_and_recency() -> None:
 
 
 def test_itemknn_empty_history_scores_zero() -> None:
-    scores = ItemKNN().fit(make_log(KNN_LOG, n_items=6)).score([np.array([], dtype=np.int32)], np.array([0]))
+    scores = (
+        ItemKNN()
+        .fit(make_log(KNN_LOG, n_items=6))
+        .score([np.array([], dtype=np.int32)], np.array([0]))
+    )
     np.testing.assert_array_equal(scores, np.zeros((1, 6), dtype=np.float32))
 
 
@@ -117,3 +121,20 @@ def test_itemknn_rejects_bad_parameters() -> None:
         ItemKNN(recency_decay=0.0)
     with pytest.raises(ValueError, match="similarity"):
         ItemKNN(similarity="jaccard")
+
+
+@pytest.mark.parametrize("cell_budget", [1, 7, 1 << 24])
+def test_keep_top_per_row_matches_a_plain_sort(cell_budget: int) -> None:
+    rng = np.random.default_rng(5)
+    n_rows, n_cols, k = 30, 25, 4
+    dense = np.where(rng.random((n_rows, n_cols)) < 0.4, rng.integers(1, 6, (n_rows, n_cols)), 0)
+    rows, cols = np.nonzero(dense)
+    vals = dense[rows, cols].astype(np.float64)
+    kr, kc, kv = _keep_top_per_row(rows, cols, vals, n_rows, k, cell_budget=cell_budget)
+    kept = {(int(r), int(c)) for r, c in zip(kr, kc, strict=True)}
+    expected = set()
+    for r in range(n_rows):
+        entries = sorted((-dense[r, c], c) for c in np.flatnonzero(dense[r]))  # ties: lower column
+        expected |= {(r, int(c)) for _, c in entries[:k]}
+    assert kept == expected
+    np.testing.assert_array_equal(kv, dense[kr, kc])

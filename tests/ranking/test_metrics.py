@@ -24,7 +24,7 @@ def test_ndcg_hand_computed() -> None:
     assert ndcg(RANKS, 10) == pytest.approx((1 + 1 / 2) / 3)
     assert ndcg(RANKS, 2) == pytest.approx(1 / 3)
     assert ndcg(np.array([1]), 5) == pytest.approx(1 / math.log2(3))
-    assert ndcg(RANKS, 16) == pytest.approx((1 + 1 / 2 + 1 / 4) / 3)
+    assert ndcg(RANKS, 16) == pytest.approx((1 + 1 / 2 + 1 / math.log2(17)) / 3)
 
 
 def test_mrr_hand_computed() -> None:
