@@ -13,6 +13,7 @@ Examples
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import sys
@@ -67,6 +68,13 @@ def load_group_option(group: str, option: str) -> DictConfig:
     return OmegaConf.load(path)
 
 
+def fit_model(model: Any, split: Split) -> Any:
+    """Fit on the training split; models that early-stop also get the split for validation."""
+    if "validation" in inspect.signature(model.fit).parameters:
+        return model.fit(split.train, validation=split)
+    return model.fit(split.train)
+
+
 def evaluate_model(model: Any, split: Split, cfg: DictConfig) -> dict[str, float]:
     ev = cfg.eval
     return evaluate(
@@ -86,6 +94,8 @@ def model_choice(cfg: DictConfig) -> str:
     """The name of the chosen model: its config group option, else its class name."""
     if HydraConfig.initialized():
         return str(HydraConfig.get().runtime.choices.get("model"))
+    if "kind" in cfg.model:
+        return str(cfg.model.kind)
     return str(cfg.model.get("_target_", "model")).rsplit(".", 1)[-1]
 
 
@@ -121,7 +131,7 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> list[dict[str, Any]]
     rows: list[dict[str, Any]] = []
     for name, model_cfg in models:
         t1 = time.perf_counter()
-        model = build_model(model_cfg, name).fit(split.train)
+        model = fit_model(build_model(model_cfg, name), split)
         fit_s = time.perf_counter() - t1
         metrics = evaluate_model(model, split, cfg)
         rows.append(

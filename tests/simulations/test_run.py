@@ -21,7 +21,7 @@ def composed(*overrides: str):
 
 
 def test_default_run_writes_metrics_and_beats_nothing_by_accident(tmp_path):
-    cfg = composed(*TINY_WORLD, f"paths.cache_dir={tmp_path / 'cache'}")
+    cfg = composed(*TINY_WORLD, "model=itemknn", f"paths.cache_dir={tmp_path / 'cache'}")
     rows = run(cfg, output_dir=tmp_path)
     assert [r["model"] for r in rows] == ["ItemKNN", "pop"]
     saved = json.loads((tmp_path / "metrics.json").read_text())
@@ -81,3 +81,13 @@ def test_cli_unknown_override_exits_non_zero(tmp_path):
     proc = run_cli(tmp_path, "model=transformerxl")
     assert proc.returncode != 0
     assert "transformerxl" in proc.stderr
+
+
+def test_sasrec_run_trains_with_early_stopping_and_beats_popularity(tmp_path):
+    cfg = composed(
+        *TINY_WORLD, "model=sasrec", "model.train.epochs=8", "model.train.patience=2",
+        "model.train.progress=false", f"paths.cache_dir={tmp_path}",
+    )  # fmt: skip
+    rows = run(cfg)
+    assert [r["model"] for r in rows] == ["sasrec", "pop"]
+    assert rows[0]["ndcg@10"] > rows[1]["ndcg@10"]
