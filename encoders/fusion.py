@@ -10,7 +10,7 @@ Two ways to combine them:
 **Modality dropout** (training only) hides the text or the image of a random subset of items, so
 an item with no image (or no text) still gets a good vector. The ID embedding carries what content
 cannot (it is learned from interactions, so it is uninformative for cold-start items: see
-``id_dropout``).
+``id_dropout``, and :meth:`ItemFusion.mark_id_absent` for items with no interactions).
 """
 
 from __future__ import annotations
@@ -86,16 +86,23 @@ class ItemFusion(nn.Module):
         self.id_embedding = nn.Embedding(n_id_items, out_dim) if n_id_items else None
         if self.id_embedding is not None:
             nn.init.normal_(self.id_embedding.weight, std=0.02)
+            # Items whose ID vector carries no evidence (cold start) are marked absent here.
+            self.register_buffer("id_present", torch.ones(self.n_items, dtype=torch.bool))
         dims = {name: getattr(self, f"{name}_vectors").shape[1] for name in self.modalities}
         if not self.modalities:  # ID-only: nothing to fuse
             return
         if mode == "concat":
-            in_dim = sum(dims.values()) + len(self.modalities) + (out_dim if self.id_embedding is not None else 0)
+            in_dim = sum(dims.values()) + len(self.modalities) + (out_dim + 1 if self.id_embedding is not None else 0)
             self.project = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
         else:
             self.projections = nn.ModuleDict({n: nn.Linear(d, out_dim) for n, d in dims.items()})
             n_parts = len(self.modalities) + (1 if self.id_embedding is not None else 0)
             self.gate = nn.Linear(sum(dims.values()) + len(self.modalities), n_parts)
+
+    def mark_id_absent(self, items: Tensor) -> None:
+        """Treat the ID vectors of ``items`` as missing (e.g. cold-start items nobody touched)."""
+        if self.id_embedding is not None:
+            self.id_present[items] = False
 
     def _device(self) -> torch.device:
         return next(iter(self.parameters())).device if any(True for _ in self.parameters()) else torch.device("cpu")
@@ -103,6 +110,10 @@ class ItemFusion(nn.Module):
     def _present(self, items: Tensor) -> dict[str, Tensor]:
         """Which modalities each item shows in this pass (after modality dropout when training)."""
         present = {n: getattr(self, f"{n}_present")[items] for n in self.modalities}
+        if self.id_embedding is not None:
+            present["id"] = self.id_present[items]
+            if self.training and self.id_dropout > 0 and self.modalities:
+                present["id"] = present["id"] & (torch.rand(len(items), device=items.device) >= self.id_dropout)
         if self.training and self.modality_dropout > 0 and len(self.modalities) > 1:
             drop = torch.rand(len(items), device=items.device) < self.modality_dropout
             which = torch.randint(len(self.modalities), (len(items),), device=items.device)
@@ -115,26 +126,25 @@ class ItemFusion(nn.Module):
         """L2-normalised vectors ``[len(items), out_dim]`` (all items when ``items`` is ``None``)."""
         if items is None:
             items = torch.arange(self.n_items, device=self._device())
+        present = self._present(items)
         if not self.modalities:
             assert self.id_embedding is not None
-            return F.normalize(self.id_embedding(items), dim=-1)
-        present = self._present(items)
+            return F.normalize(self.id_embedding(items) * present["id"].unsqueeze(-1), dim=-1)
         feats = {n: getattr(self, f"{n}_vectors")[items] * present[n].unsqueeze(-1) for n in self.modalities}
         flags = [present[n].float().unsqueeze(-1) for n in self.modalities]
         id_vec = None
         if self.id_embedding is not None:
-            id_vec = self.id_embedding(items)
-            if self.training and self.id_dropout > 0:
-                id_vec = id_vec * (torch.rand(len(items), 1, device=items.device) >= self.id_dropout)
+            id_vec = self.id_embedding(items) * present["id"].unsqueeze(-1)
         if self.mode == "concat":
-            parts = [feats[n] for n in self.modalities] + flags + ([id_vec] if id_vec is not None else [])
+            id_parts = [id_vec, present["id"].float().unsqueeze(-1)] if id_vec is not None else []
+            parts = [feats[n] for n in self.modalities] + flags + id_parts
             out = self.project(torch.cat(parts, dim=-1))
         else:
             projected = [self.projections[n](feats[n]) for n in self.modalities]
             available = [present[n] for n in self.modalities]
             if id_vec is not None:
                 projected.append(id_vec)
-                available.append(torch.ones(len(items), dtype=torch.bool, device=items.device))
+                available.append(present["id"])
             gate_in = torch.cat([feats[n] for n in self.modalities] + flags, dim=-1)
             logits = self.gate(gate_in).masked_fill(~torch.stack(available, dim=-1), float("-inf"))
             weights = torch.softmax(logits, dim=-1)

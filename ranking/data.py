@@ -439,3 +439,25 @@ def sequence_windows(
                 break
             end -= max_len
     return pad_left(inputs, max_len), pad_left(targets, max_len)
+
+
+def holdout_users(interactions: Interactions, fraction: float, seed: int = 0, min_len: int = 3) -> tuple[Interactions, Split]:
+    """Hold out a random ``fraction`` of users for evaluation only.
+
+    Returns ``(train, heldout)``: ``train`` holds every event of the other users (what clients or a
+    central model train on); ``heldout`` is a leave-one-out :class:`Split` over the held-out users
+    (with at least ``min_len`` events), whose ``train`` part is history for evaluation only. This is
+    the protocol of federated runs, where the server evaluates on users that never trained.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must lie in (0, 1), got {fraction}")
+    lengths = interactions.sequences().lengths
+    candidates = np.flatnonzero(lengths >= min_len)
+    n_out = max(1, int(round(fraction * len(candidates))))
+    if len(candidates) < 2:
+        raise DataError("too few users with enough interactions to hold any out")
+    chosen = np.random.default_rng(seed).choice(candidates, size=min(n_out, len(candidates) - 1), replace=False)
+    is_out = np.zeros(interactions.n_users, dtype=bool)
+    is_out[chosen] = True
+    rows_out = is_out[interactions.user]
+    return interactions.take(~rows_out), leave_one_out(interactions.take(rows_out), min_len=min_len)

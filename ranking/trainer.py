@@ -190,6 +190,7 @@ def train_epochs(
     item_counts: np.ndarray | None = None,
     rng: np.random.Generator | int | None = None,
     optimizer: torch.optim.Optimizer | None = None,
+    penalty: Callable[[nn.Module], torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` in place for ``epochs`` epochs of next-item prediction on ``sequences``.
 
@@ -213,6 +214,9 @@ def train_epochs(
     optimizer:
         Continue with this optimizer (keeps Adam's moments across calls); default: a fresh
         :func:`make_optimizer`.
+    penalty:
+        Optional extra term added to every batch loss, e.g. FedProx's proximal term
+        ``mu / 2 * ||w - w_global||^2``.
 
     Returns
     -------
@@ -259,6 +263,8 @@ def train_epochs(
             if count == 0:
                 continue
             loss = _batch_loss(model, x, y, cfg, sampler, rng)
+            if penalty is not None:
+                loss = loss + penalty(model)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.clip_grad_norm:

@@ -8,8 +8,8 @@
 * Training is the shared :func:`ranking.trainer.train_epochs` (sampled softmax with logQ correction
   by default, or full softmax).
 * Serving: every item vector goes into a :class:`ranking.retrieval.FaissIndex`; a session's last
-  hidden state is the query. Items with no training interaction get their (untrained) ID vector
-  zeroed, so cold-start items are found through their content alone.
+  hidden state is the query. Items with no training interaction have their (untrained) ID vector
+  marked absent, so cold-start items are found through their content alone.
 """
 
 from __future__ import annotations
@@ -106,9 +106,8 @@ class TwoTowerRetriever:
         counts = train.item_counts()
         result = train_epochs(self.network, train.sequences(), self.cfg, epochs or self.cfg.epochs, item_counts=counts)
         self.history.append({k: v for k, v in result.items() if k != "epoch_losses"})
-        if self.item_tower.id_embedding is not None:
-            with torch.no_grad():  # no interaction evidence, no ID information: content only
-                self.item_tower.id_embedding.weight[torch.from_numpy(counts == 0)] = 0.0
+        # No interaction evidence, no ID information: untouched items are served by content only.
+        self.item_tower.mark_id_absent(torch.from_numpy(np.flatnonzero(counts == 0)))
         self.build_index()
         return self
 

@@ -50,3 +50,16 @@ def test_id_only_and_bad_configs():
         ItemFusion(text=vectors(n=3), image=vectors(n=4))
     with pytest.raises(ConfigError, match="fusion mode"):
         ItemFusion(text=vectors(), image=None, mode="sum")
+
+
+def test_marking_an_id_absent_leaves_the_content_path_only():
+    fusion = ItemFusion(text=vectors(), image=None, n_id_items=12, out_dim=8, mode="gated").eval()
+    content_only = ItemFusion(text=vectors(), image=None, out_dim=8, mode="gated").eval()
+    with torch.no_grad():
+        before = fusion(torch.tensor([2]))
+        fusion.mark_id_absent(torch.tensor([2]))
+        after = fusion(torch.tensor([2]))
+        content_only.projections.load_state_dict(fusion.projections.state_dict())
+        expected = content_only(torch.tensor([2]))
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, expected)  # the gate puts all weight on the content

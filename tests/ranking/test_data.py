@@ -106,3 +106,17 @@ def test_dataset_rejects_empty_log_and_mismatched_catalog():
 def test_interactions_reject_out_of_range_ids():
     with pytest.raises(DataError, match="column 'item'"):
         make_log([(0, 10, 1.0)], n_items=10)
+
+
+def test_holdout_users_separates_training_users_from_evaluated_users():
+    from ranking.data import holdout_users
+
+    rows = [(u, (u + t) % 10, float(t)) for u in range(10) for t in range(4)]
+    log = make_log(rows, n_users=10, n_items=10)
+    train, heldout = holdout_users(log, fraction=0.3, seed=1)
+    out_users = set(heldout.test.user.tolist())
+    assert len(out_users) == 3
+    assert not out_users & set(train.user.tolist())  # held-out users never train
+    assert len(train) + len(heldout.train) + len(heldout.valid) + len(heldout.test) == len(log)
+    again, _ = holdout_users(log, fraction=0.3, seed=1)
+    np.testing.assert_array_equal(again.user, train.user)

@@ -1,0 +1,148 @@
+"""The Flower ClientApp: trains the session model on one client's own sessions.
+
+* **train**: loads the global weights from the message, runs the shared
+  :func:`ranking.trainer.train_epochs` for ``local-epochs`` on the client's sequences (with
+  FedProx's proximal term when the server asks for it), and replies with the new weights, dense or
+  row-sparse (only the embedding rows its data touched), optionally quantised, plus
+  ``num-examples``, the training loss and the bytes it sends.
+* **evaluate**: HR@10 / NDCG@10 on the client's own last interaction (leave-one-out).
+
+Which data is "its own": in simulation, ``node_config["partition-id"]`` picks the client's users
+from the run's partition; in deployment, ``node_config["data-path"]`` names the node's local
+dataset file and the client trains on all of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from fl.compression import encode_update, payload_bytes, touched_rows_from_sequences
+from fl.settings import FederatedSettings
+from fl.task import (
+    EMBEDDING_KEYS,
+    NetworkScorer,
+    State,
+    build_network,
+    from_array_record,
+    get_state,
+    set_state,
+    task_data,
+    to_array_record,
+    train_config,
+)
+from fl.validation import apply_delta, byzantine, state_delta
+from ranking.data import Interactions, leave_one_out, sequence_windows
+from ranking.evaluation import evaluate
+from ranking.storage import load_dataset
+from ranking.trainer import train_epochs
+
+log = logging.getLogger("tandem.fl")
+
+
+class SimulatedCrash(RuntimeError):
+    """Raised by a client chosen to fail this round (``drop-fraction``)."""
+
+
+def client_interactions(settings: FederatedSettings, context: Context) -> tuple[Interactions, int, int]:
+    """The client's own interactions, its partition id and the catalog size."""
+    node = context.node_config
+    if "data-path" in node:  # deployment: the node's own file
+        dataset = load_dataset(str(node["data-path"]))
+        return dataset.interactions, int(node.get("partition-id", 0)), dataset.catalog.n_items
+    data = task_data(settings)
+    pid = int(node["partition-id"])
+    if pid >= data.partition.n_clients:
+        raise ValueError(f"partition-id {pid} but the partition has {data.partition.n_clients} clients")
+    return data.partition.client_interactions(data.train, pid), pid, data.dataset.catalog.n_items
+
+
+def _chosen(seed: int, round_: int, pid: int, fraction: float, salt: int) -> bool:
+    """Deterministic per-(round, client) coin flip."""
+    if fraction <= 0:
+        return False
+    return bool(np.random.default_rng([seed, round_, pid, salt]).random() < fraction)
+
+
+def _is_byzantine(seed: int, pid: int, fraction: float) -> bool:
+    """Byzantine clients are fixed for the whole run."""
+    return fraction > 0 and bool(np.random.default_rng([seed, pid, 7]).random() < fraction)
+
+
+def settings_for(base: FederatedSettings, context: Context, message: Message | None = None) -> FederatedSettings:
+    server_config: dict[str, Any] = {}
+    if message is not None and "config" in message.content.config_records:
+        server_config = {k: v for k, v in message.content["config"].items() if k != "server-round"}
+    return FederatedSettings.from_config(base.to_run_config(), dict(context.run_config), server_config)
+
+
+def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
+    """A ClientApp whose defaults are ``base`` (overridden by the run config and the server)."""
+    base = base or FederatedSettings()
+    app = ClientApp()
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        settings = settings_for(base, context, msg)
+        round_ = int(msg.content["config"].get("server-round", 0))
+        interactions, pid, n_items = client_interactions(settings, context)
+        if _chosen(settings.seed, round_, pid, settings.drop_fraction, salt=1):
+            raise SimulatedCrash(f"client {pid} crashed in round {round_} (drop-fraction={settings.drop_fraction})")
+        network = build_network(settings, n_items)
+        global_state: State = from_array_record(msg.content["arrays"])
+        set_state(network, global_state)
+        penalty = None
+        if settings.strategy == "fedprox" and settings.proximal_mu > 0:
+            anchor = [p.detach().clone() for p in network.parameters()]
+            mu = settings.proximal_mu
+
+            def penalty(model: torch.nn.Module) -> torch.Tensor:
+                return 0.5 * mu * sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
+
+        sequences = interactions.sequences()
+        cfg = train_config(settings, seed=settings.seed * 100_003 + round_ * 1_009 + pid)
+        torch.manual_seed(cfg.seed)
+        result = train_epochs(network, sequences, cfg, settings.local_epochs, penalty=penalty)
+        new_state = get_state(network)
+        if _is_byzantine(settings.seed, pid, settings.byzantine_fraction):
+            delta = byzantine(state_delta(new_state, global_state), settings.byzantine_mode, settings.byzantine_factor)
+            new_state = apply_delta(global_state, delta)
+        touched: np.ndarray | dict[str, np.ndarray] = np.empty(0, dtype=np.int64)
+        keys: tuple[str, ...] = ()
+        if settings.update_encoding == "row-sparse":
+            windows, targets = sequence_windows(sequences, settings.max_len)
+            touched = touched_rows_from_sequences(windows, targets)
+            keys = EMBEDDING_KEYS
+        payload = encode_update(new_state, keys, touched, settings.quantize)
+        metrics = MetricRecord({
+            "num-examples": int(result["n_targets"]),
+            "train-loss": float(result["loss"]) if result["n_targets"] else 0.0,
+            "bytes-up": payload_bytes(payload),
+            "partition-id": pid,
+        })  # fmt: skip
+        return Message(RecordDict({"arrays": to_array_record(payload), "metrics": metrics}), reply_to=msg)
+
+    @app.evaluate()
+    def evaluate_handler(msg: Message, context: Context) -> Message:
+        settings = settings_for(base, context, msg)
+        interactions, _, n_items = client_interactions(settings, context)
+        network = build_network(settings, n_items)
+        set_state(network, from_array_record(msg.content["arrays"]))
+        split = leave_one_out(interactions)
+        n = len(split.test)
+        metrics: dict[str, float | int] = {"num-examples": n}
+        if n:
+            result = evaluate(NetworkScorer(network, settings.max_len), split, "test", ks=(10,))
+            metrics.update({"hr@10": result["hr@10"], "ndcg@10": result["ndcg@10"]})
+        return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+
+    return app
+
+
+app = make_client_app()
+"""The ClientApp that ``flwr run .`` and ``flower-supernode`` load (``fl.client_app:app``)."""
