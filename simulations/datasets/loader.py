@@ -86,6 +86,16 @@ def load(
     filters: Mapping[str, Any] | None = None,
 ) -> Dataset:
     """The dataset described by ``config``, read from the cache when an entry for it exists."""
+    return load_with_path(config, cache_dir=cache_dir, filters=filters)[0]
+
+
+def load_with_path(
+    config: Mapping[str, Any],
+    *,
+    cache_dir: str | Path | None = None,
+    filters: Mapping[str, Any] | None = None,
+) -> tuple[Dataset, Path | None]:
+    """Like :func:`load`, also returning the cache file (``None`` without a cache folder)."""
     config = dict(config)
     target = config.get("_target_")
     if not target:
@@ -97,7 +107,7 @@ def load(
         cache_path = Path(cache_dir) / f"{name}-{cache_key_for(config, filters)}.npz"
         if cache_path.exists():
             log.info("dataset cache hit: %s", cache_path)
-            return load_dataset(cache_path)
+            return load_dataset(cache_path), cache_path
     reader = resolve_reader(str(target))
     try:
         inspect.signature(reader).bind(**kwargs)
@@ -108,4 +118,4 @@ def load(
     if cache_path is not None:
         save_dataset(dataset, cache_path)
         log.info("dataset cached: %s", cache_path)
-    return dataset
+    return dataset, cache_path

@@ -1,0 +1,194 @@
+"""The Flower ServerApp: rounds of federated training of the session model.
+
+Each round the strategy (``fl/strategies.py``) samples clients and sends them the global weights;
+the replies are checked (:func:`fl.validation.check_update`: NaN/Inf, wrong keys or shapes are
+rejected and logged, never aggregated), crashed or timed-out clients are dropped for the round,
+and the update is aggregated when at least ``min-train-nodes`` valid replies arrived:
+
+* dense updates by the strategy itself (FedAvg, FedProx, FedAdam, FedYogi, FedAvgM, Krum,
+  MultiKrum, FedTrimmedAvg, FedMedian);
+* row-sparse updates by :func:`fl.compression.aggregate_row_sparse` (each embedding row averaged
+  over the clients that touched it, FedAvg weights), the dense remainder likewise.
+
+After every round the server evaluates the global model on held-out users (HR@10, NDCG@10, full
+ranking), appends the round's metrics as one JSON line to ``<run-dir>/rounds.jsonl`` and writes a
+checkpoint (atomically). Started again with the same ``run-dir``, it resumes after the last
+completed round.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.serverapp import Grid, ServerApp
+
+from fl.compression import aggregate_row_sparse, decode_update, payload_bytes
+from fl.settings import FederatedSettings
+from fl.strategies import make_strategy
+from fl.task import (
+    State,
+    build_network,
+    evaluate_state,
+    from_array_record,
+    get_state,
+    task_data,
+    to_array_record,
+)
+from fl.validation import RejectedUpdate
+from ranking.storage import atomic_path, atomic_write_text
+
+log = logging.getLogger("tandem.fl")
+
+CHECKPOINT = "checkpoint.npz"
+ROUNDS = "rounds.jsonl"
+
+
+def load_checkpoint(run_dir: Path) -> tuple[int, State] | None:
+    """``(last completed round, global state)`` from ``run_dir``, or ``None``."""
+    path = run_dir / CHECKPOINT
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as npz:
+        round_ = int(npz["__round__"])
+        state = {k: npz[k] for k in npz.files if k != "__round__"}
+    return round_, state
+
+
+def save_checkpoint(run_dir: Path, round_: int, state: State) -> None:
+    with atomic_path(run_dir / CHECKPOINT) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, __round__=np.array(round_), **state)
+
+
+def read_rounds(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / ROUNDS
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _decode_replies(
+    replies: list[Message], global_state: State, settings: FederatedSettings
+) -> tuple[list[tuple[Message, Any, float]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split replies into accepted ``(message, decoded update, weight)``, dropped and rejected."""
+    accepted, dropped, rejected = [], [], []
+    for reply in replies:
+        node = reply.metadata.src_node_id
+        if reply.has_error():
+            dropped.append({"node": node, "reason": reply.error.reason[:200]})
+            continue
+        try:
+            payload = from_array_record(reply.content["arrays"])
+            decoded = decode_update(payload, global_state)
+            metrics = reply.content["metrics"]
+            weight = float(metrics["num-examples"])
+            if not np.isfinite(weight) or weight < 0:
+                raise RejectedUpdate("num-examples", f"must be a finite count, got {weight}")
+        except RejectedUpdate as exc:
+            rejected.append({"node": node, "reason": str(exc)})
+            log.warning("round update from node %s rejected: %s", node, exc)
+            continue
+        accepted.append((reply, decoded, weight))
+    return accepted, dropped, rejected
+
+
+def _dense_replies(accepted: list[tuple[Message, Any, float]]) -> list[Message]:
+    """Replies rebuilt with dense, dequantised arrays, for the strategies' own aggregation."""
+    out = []
+    for reply, (state, _), _ in accepted:
+        content = RecordDict({"arrays": to_array_record(state), "metrics": reply.content["metrics"]})
+        out.append(Message(content, reply_to=reply))
+    return out
+
+
+def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
+    """Run (or resume) the federated rounds; returns every round's metrics row."""
+    run_dir = Path(settings.run_dir or "runs/federated")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = task_data(settings)
+    n_items = data.dataset.catalog.n_items
+    atomic_write_text(run_dir / "partition.json", json.dumps(data.partition.to_table()))
+    state = get_state(build_network(settings, n_items))
+    start = 0
+    resumed = load_checkpoint(run_dir)
+    rows = read_rounds(run_dir)
+    if resumed is not None:
+        start, state = resumed
+        rows = [r for r in rows if r["round"] <= start]
+        log.info("resuming %s after round %d", run_dir, start)
+    else:
+        rows = []
+        initial = evaluate_state(settings, state, data.heldout)
+        rows.append({"round": 0, "hr@10": initial["hr@10"], "ndcg@10": initial["ndcg@10"]})
+    atomic_write_text(run_dir / ROUNDS, "".join(json.dumps(r) + "\n" for r in rows))
+
+    strategy = make_strategy(settings)
+    dense_bytes = int(sum(v.nbytes for v in state.values()))
+    for round_ in range(start + 1, settings.num_rounds + 1):
+        t0 = time.perf_counter()
+        config = ConfigRecord({"lr": settings.lr, "local-epochs": settings.local_epochs})
+        messages = list(strategy.configure_train(round_, to_array_record(state), config, grid))
+        replies = list(grid.send_and_receive(messages, timeout=settings.timeout))
+        accepted, dropped, rejected = _decode_replies(replies, state, settings)
+        aggregated = len(accepted) >= settings.min_train_nodes
+        if aggregated and settings.update_encoding == "row-sparse":
+            state = aggregate_row_sparse(state, [(decoded, w) for _, decoded, w in accepted])
+        elif aggregated:
+            arrays, _ = strategy.aggregate_train(round_, _dense_replies(accepted))
+            if arrays is not None:
+                state = from_array_record(arrays)
+        elif messages:
+            log.warning("round %d: only %d valid replies (< %d): global model unchanged",
+                        round_, len(accepted), settings.min_train_nodes)  # fmt: skip
+        losses = [(float(r.content["metrics"]["train-loss"]), w) for r, _, w in accepted]
+        row: dict[str, Any] = {
+            "round": round_,
+            "sampled": len(messages),
+            "accepted": len(accepted),
+            "dropped": len(dropped),
+            "rejected": len(rejected),
+            "aggregated": aggregated,
+            "train_loss": (sum(loss * w for loss, w in losses) / max(1e-9, sum(w for _, w in losses))) if losses else None,
+            "bytes_down": dense_bytes * len(messages),
+            "bytes_up": int(sum(payload_bytes(from_array_record(r.content["arrays"])) for r, _, _ in accepted)),
+            "rejections": rejected,
+        }
+        if round_ % settings.eval_every == 0 or round_ == settings.num_rounds:
+            result = evaluate_state(settings, state, data.heldout)
+            row.update({"hr@10": result["hr@10"], "ndcg@10": result["ndcg@10"]})
+        row["seconds"] = time.perf_counter() - t0
+        rows.append(row)
+        save_checkpoint(run_dir, round_, state)
+        atomic_write_text(run_dir / ROUNDS, "".join(json.dumps(r) + "\n" for r in rows))
+        log.info("round %d: %s", round_, {k: v for k, v in row.items() if k != "rejections"})
+    with atomic_path(run_dir / "final_model.pt") as tmp:
+        torch.save({"state": state, "settings": settings.to_run_config()}, tmp)
+    return rows
+
+
+def make_server_app(base: FederatedSettings | None = None) -> ServerApp:
+    """A ServerApp whose defaults are ``base`` (overridden by the run config)."""
+    base = base or FederatedSettings()
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        settings = FederatedSettings.from_config(base.to_run_config(), dict(context.run_config))
+        rows = run_rounds(grid, settings)
+        final = rows[-1]
+        context.state["summary"] = MetricRecord(
+            {k: float(v) for k, v in final.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        )
+
+    return app
+
+
+app = make_server_app()
+"""The ServerApp that ``flwr run .`` and a deployed SuperLink load (``fl.server_app:app``)."""
+

@@ -1,0 +1,93 @@
+"""The ServerApp and ClientApp in Flower's Simulation Runtime: learning, resuming, rejecting."""
+
+import json
+
+import numpy as np
+import pytest
+from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
+
+from encoders.errors import ConfigError
+from fl.server_app import _decode_replies, read_rounds
+from fl.settings import FederatedSettings
+from fl.task import build_network, get_state, task_data, to_array_record
+from ranking.storage import save_dataset
+from simulations.datasets.synthetic import generate_world
+from simulations.flower_sim import simulate
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fl")
+    save_dataset(generate_world(n_items=150, n_users=90, seed=0).dataset, root / "data.npz")
+    return FederatedSettings(
+        data_path=str(root / "data.npz"), run_dir=str(root / "run"), num_rounds=2, fraction_train=1.0,
+        partition="users_per_client", users_per_client=20, max_len=20, local_epochs=3, lr=0.01,
+        heldout_fraction=0.3, hidden=32, n_blocks=1,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def two_rounds(settings):
+    n_clients = task_data(settings).partition.n_clients
+    assert n_clients == 4
+    simulate(settings, num_supernodes=n_clients)
+    return read_rounds(__import__("pathlib").Path(settings.run_dir))
+
+
+def test_two_rounds_with_four_clients_raise_ndcg(two_rounds):
+    assert [r["round"] for r in two_rounds] == [0, 1, 2]
+    assert all(r["accepted"] == 4 and r["aggregated"] for r in two_rounds[1:])
+    assert two_rounds[-1]["ndcg@10"] > two_rounds[0]["ndcg@10"]
+    assert two_rounds[1]["bytes_up"] > 0 and two_rounds[1]["bytes_down"] > 0
+
+
+def test_partition_table_and_checkpoint_are_saved(settings, two_rounds):
+    from pathlib import Path
+
+    run_dir = Path(settings.run_dir)
+    table = json.loads((run_dir / "partition.json").read_text())
+    assert len(table) == 4 and sum(row["size"] for row in table) == len(set(task_data(settings).train.user.tolist()))
+    assert (run_dir / "checkpoint.npz").exists() and (run_dir / "final_model.pt").exists()
+
+
+def test_an_interrupted_run_resumes_at_the_right_round(settings, two_rounds):
+    from pathlib import Path
+
+    simulate(settings.replace(num_rounds=3), num_supernodes=4)
+    rows = read_rounds(Path(settings.run_dir))
+    assert [r["round"] for r in rows] == [0, 1, 2, 3]
+    assert rows[:3] == two_rounds  # completed rounds were not run again
+
+
+def _reply(content: RecordDict, node: int) -> Message:
+    request = Message(RecordDict({"config": ConfigRecord({"server-round": 1})}), dst_node_id=node, message_type="train")
+    return Message(content, reply_to=request)
+
+
+def test_nan_and_misshapen_updates_are_rejected_never_aggregated(settings):
+    state = get_state(build_network(settings, 150))
+    good = {k: v.copy() for k, v in state.items()}
+    nan = {k: v.copy() for k, v in state.items()}
+    key = next(k for k, v in nan.items() if v.dtype.kind == "f")
+    nan[key].flat[0] = np.nan
+    wrong_shape = {**state, key: np.zeros((3, 3), dtype=np.float32)}
+    metrics = MetricRecord({"num-examples": 5, "train-loss": 1.0})
+    replies = [
+        _reply(RecordDict({"arrays": to_array_record(payload), "metrics": metrics}), node)
+        for node, payload in ((1, good), (2, nan), (3, wrong_shape))
+    ]
+    accepted, dropped, rejected = _decode_replies(replies, state, settings)
+    assert [r.metadata.src_node_id for r, _, _ in accepted] == [1]
+    assert [r["node"] for r in rejected] == [2, 3]
+    assert key in rejected[0]["reason"] and "NaN" in rejected[0]["reason"].replace("nan", "NaN")
+    assert dropped == []
+
+
+def test_settings_reject_unknown_keys_and_bad_values():
+    with pytest.raises(ConfigError, match="unknown federated setting 'num-roundz'"):
+        FederatedSettings.from_config({"num-roundz": 3})
+    with pytest.raises(ConfigError, match="strategy must be one of"):
+        FederatedSettings.from_config({"strategy": "fedsgd"})
+    with pytest.raises(ConfigError, match="expects int"):
+        FederatedSettings.from_config({"num-rounds": "many"})
+    assert FederatedSettings.from_config({"num-rounds": "3"}, {"num_rounds": 4}).num_rounds == 4
