@@ -21,9 +21,11 @@ import numpy as np
 import torch
 from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from fl.compression import encode_update, payload_bytes, touched_rows_from_sequences
 from fl.settings import FederatedSettings
+from fl.strategies import UNIT_WEIGHT
 from fl.task import (
     EMBEDDING_KEYS,
     NetworkScorer,
@@ -77,14 +79,27 @@ def _is_byzantine(seed: int, pid: int, fraction: float) -> bool:
 def settings_for(base: FederatedSettings, context: Context, message: Message | None = None) -> FederatedSettings:
     server_config: dict[str, Any] = {}
     if message is not None and "config" in message.content.config_records:
-        server_config = {k: v for k, v in message.content["config"].items() if k != "server-round"}
+        # Strategies add keys of their own (server-round, clipping_norm, proximal-mu...): keep ours.
+        known = FederatedSettings.field_names()
+        server_config = {k: v for k, v in message.content["config"].items() if k.replace("-", "_") in known}
     return FederatedSettings.from_config(base.to_run_config(), dict(context.run_config), server_config)
+
+
+def clipping_when_asked_mod(msg: Message, context: Context, call_next: Any) -> Message:
+    """Flower's ``fixedclipping_mod`` for train messages whose config carries a clipping norm (DP runs)."""
+    from flwr.app import MessageType
+    from flwr.clientapp.mod import fixedclipping_mod
+
+    config = msg.content.config_records.get("config") if msg.metadata.message_type == MessageType.TRAIN else None
+    if config is not None and KEY_CLIPPING_NORM in config:
+        return fixedclipping_mod(msg, context, call_next)
+    return call_next(msg, context)
 
 
 def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
     """A ClientApp whose defaults are ``base`` (overridden by the run config and the server)."""
     base = base or FederatedSettings()
-    app = ClientApp()
+    app = ClientApp(mods=[clipping_when_asked_mod])
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
@@ -124,6 +139,7 @@ def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
             "train-loss": float(result["loss"]) if result["n_targets"] else 0.0,
             "bytes-up": payload_bytes(payload),
             "partition-id": pid,
+            UNIT_WEIGHT: 1,
         })  # fmt: skip
         return Message(RecordDict({"arrays": to_array_record(payload), "metrics": metrics}), reply_to=msg)
 

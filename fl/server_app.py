@@ -128,7 +128,7 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
         rows.append({"round": 0, "hr@10": initial["hr@10"], "ndcg@10": initial["ndcg@10"]})
     atomic_write_text(run_dir / ROUNDS, "".join(json.dumps(r) + "\n" for r in rows))
 
-    strategy = make_strategy(settings)
+    strategy = make_strategy(settings, data.partition.n_clients)
     dense_bytes = int(sum(v.nbytes for v in state.values()))
     for round_ in range(start + 1, settings.num_rounds + 1):
         t0 = time.perf_counter()
@@ -159,6 +159,9 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
             "bytes_up": int(sum(payload_bytes(from_array_record(r.content["arrays"])) for r, _, _ in accepted)),
             "rejections": rejected,
         }
+        spent = strategy.privacy_spent() if hasattr(strategy, "privacy_spent") else None
+        if spent is not None:
+            row.update({"epsilon": spent.epsilon, "delta": spent.delta})
         if round_ % settings.eval_every == 0 or round_ == settings.num_rounds:
             result = evaluate_state(settings, state, data.heldout)
             row.update({"hr@10": result["hr@10"], "ndcg@10": result["ndcg@10"]})

@@ -58,6 +58,10 @@ class FederatedSettings:
     num_malicious_nodes: int = 0
     num_nodes_to_select: int = 1
     trim_beta: float = 0.2
+    # differential privacy: client-side clipping + server-side Gaussian noise (0 = off)
+    dp_noise_multiplier: float = 0.0
+    dp_clipping_norm: float = 1.0
+    dp_delta: float = 1e-5
     # communication
     update_encoding: str = "dense"
     quantize: str = "none"
@@ -84,10 +88,30 @@ class FederatedSettings:
             (0 <= self.byzantine_fraction < 1, "byzantine-fraction must lie in [0, 1)"),
             (self.byzantine_mode in ("scale", "signflip"), "byzantine-mode must be scale or signflip"),
             (self.eval_every >= 1, "eval-every must be >= 1"),
+            (self.dp_noise_multiplier >= 0, "dp-noise-multiplier must be >= 0"),
+            (self.dp_clipping_norm > 0, "dp-clipping-norm must be > 0"),
+            (0 < self.dp_delta < 1, "dp-delta must lie in (0, 1)"),
+            (
+                not self.dp_enabled or (self.strategy == "fedavg" and self.update_encoding == "dense" and self.quantize == "none"),
+                "differential privacy needs strategy=fedavg with dense, unquantised updates (the accountant "
+                "requires FedAvg aggregation and clipping compares whole models)",
+            ),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"federated settings: {message}")
+
+    @property
+    def dp_enabled(self) -> bool:
+        return self.dp_noise_multiplier > 0
+
+    def sample_size(self, n_clients: int) -> int:
+        """Clients sampled per round out of ``n_clients`` (as Flower's strategies compute it)."""
+        return max(int(n_clients * self.fraction_train), self.min_train_nodes)
+
+    @classmethod
+    def field_names(cls) -> frozenset[str]:
+        return frozenset(f.name for f in fields(cls))
 
     @classmethod
     def from_config(cls, *layers: Mapping[str, Any] | None) -> FederatedSettings:

@@ -9,12 +9,20 @@ from flwr.serverapp import strategy as fs
 from encoders.errors import ConfigError
 from fl.settings import FederatedSettings
 
+UNIT_WEIGHT = "unit-weight"
+"""Metric every client reports as 1: the equal weights that DP accounting requires."""
 
-def make_strategy(settings: FederatedSettings) -> fs.Strategy:
-    """The strategy named by ``settings.strategy``, sampling ``fraction-train`` of the clients.
+
+def make_strategy(settings: FederatedSettings, n_clients: int) -> fs.Strategy:
+    """The strategy named by ``settings.strategy``, sampling ``fraction-train`` of ``n_clients``.
 
     Client-side evaluation is off (``fraction_evaluate=0``): the server evaluates on held-out users.
+    With ``dp-noise-multiplier > 0`` FedAvg (with equal client weights) is wrapped in Flower's
+    ``DifferentialPrivacyClientSideFixedClipping``: clients clip their update (``fixedclipping_mod``),
+    the server adds Gaussian noise, and an RDP accountant tracks (epsilon, delta).
     """
+    if settings.dp_enabled:
+        return dp_strategy(settings, n_clients)
     common: dict[str, Any] = {
         "fraction_train": settings.fraction_train,
         "fraction_evaluate": 0.0,
@@ -43,3 +51,29 @@ def make_strategy(settings: FederatedSettings) -> fs.Strategy:
     if name == "fedmedian":
         return fs.FedMedian(**common)
     raise ConfigError(f"unknown strategy {name!r}")
+
+
+def dp_strategy(settings: FederatedSettings, n_clients: int) -> fs.Strategy:
+    """FedAvg under central DP with client-side clipping and an RDP accountant."""
+    from flwr.supercore.privacy_accounting import NeighboringRelation, PrivacyConfig, SamplingMethod
+    from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
+
+    base = fs.FedAvg(
+        fraction_train=settings.fraction_train, fraction_evaluate=0.0, min_train_nodes=settings.min_train_nodes,
+        min_available_nodes=settings.min_train_nodes, weighted_by_key=UNIT_WEIGHT,
+    )  # fmt: skip
+    accountant = RdpAccountant(
+        PrivacyConfig(
+            target_delta=settings.dp_delta,
+            population_size=n_clients,
+            neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+            sampling_method=SamplingMethod.NO_AMPLIFICATION,
+        )
+    )
+    return fs.DifferentialPrivacyClientSideFixedClipping(
+        base,
+        noise_multiplier=settings.dp_noise_multiplier,
+        clipping_norm=settings.dp_clipping_norm,
+        num_sampled_clients=settings.sample_size(n_clients),
+        accountant=accountant,
+    )

@@ -91,3 +91,20 @@ def test_settings_reject_unknown_keys_and_bad_values():
     with pytest.raises(ConfigError, match="expects int"):
         FederatedSettings.from_config({"num-rounds": "many"})
     assert FederatedSettings.from_config({"num-rounds": "3"}, {"num_rounds": 4}).num_rounds == 4
+
+
+def test_differential_privacy_clips_adds_noise_and_accounts_epsilon(settings, tmp_path):
+    from pathlib import Path
+
+    dp = settings.replace(run_dir=str(tmp_path / "dp"), dp_noise_multiplier=1.0, dp_clipping_norm=0.5)
+    simulate(dp, num_supernodes=4)
+    rows = read_rounds(Path(dp.run_dir))
+    assert [r["round"] for r in rows] == [0, 1, 2]
+    eps = [r["epsilon"] for r in rows[1:]]
+    assert 0 < eps[0] < eps[1] and all(np.isfinite(eps))  # privacy loss composes over rounds
+    assert rows[1]["delta"] == pytest.approx(1e-5)
+
+
+def test_dp_needs_fedavg_with_dense_updates():
+    with pytest.raises(ConfigError, match="differential privacy needs strategy=fedavg"):
+        FederatedSettings(dp_noise_multiplier=1.0, strategy="fedmedian")
