@@ -1,7 +1,8 @@
 """The Flower ClientApp: trains the session model on one client's own sessions.
 
 * **train**: loads the global weights from the message, runs the shared
-  :func:`ranking.trainer.train_epochs` for ``local-epochs`` on the client's sequences (with
+  :func:`ranking.trainer.train_epochs` for ``local-epochs`` on the client's sequences (plain SGD
+  by default, as in FedAvg / FedOpt; ``client-optimizer=adam`` for AdamW) (with
   FedProx's proximal term when the server asks for it), and replies with the new weights, dense or
   row-sparse (only the embedding rows its data touched), optionally quantised, plus
   ``num-examples``, the training loss and the bytes it sends.
@@ -122,7 +123,8 @@ def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
         sequences = interactions.sequences()
         cfg = train_config(settings, seed=settings.seed * 100_003 + round_ * 1_009 + pid)
         torch.manual_seed(cfg.seed)
-        result = train_epochs(network, sequences, cfg, settings.local_epochs, penalty=penalty)
+        optimizer = torch.optim.SGD(network.parameters(), lr=settings.lr) if settings.client_optimizer == "sgd" else None
+        result = train_epochs(network, sequences, cfg, settings.local_epochs, penalty=penalty, optimizer=optimizer)
         new_state = get_state(network)
         if _is_byzantine(settings.seed, pid, settings.byzantine_fraction):
             delta = byzantine(state_delta(new_state, global_state), settings.byzantine_mode, settings.byzantine_factor)

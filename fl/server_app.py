@@ -8,7 +8,8 @@ and the update is aggregated when at least ``min-train-nodes`` valid replies arr
 * dense updates by the strategy itself (FedAvg, FedProx, FedAdam, FedYogi, FedAvgM, Krum,
   MultiKrum, FedTrimmedAvg, FedMedian);
 * row-sparse updates by :func:`fl.compression.aggregate_row_sparse` (each embedding row averaged
-  over the clients that touched it, FedAvg weights), the dense remainder likewise.
+  over the clients that touched it, FedAvg weights; the dense remainder likewise), after which the
+  strategy applies its server optimizer (FedAdam, FedYogi, FedAvgM) to that average.
 
 After every round the server evaluates the global model on held-out users (HR@10, NDCG@10, full
 ranking), appends the round's metrics as one JSON line to ``<run-dir>/rounds.jsonl`` and writes a
@@ -107,6 +108,13 @@ def _dense_replies(accepted: list[tuple[Message, Any, float]]) -> list[Message]:
     return out
 
 
+def _as_reply(state: State, accepted: list[tuple[Message, Any, float]]) -> Message:
+    """One reply carrying an already-averaged state (weight: all accepted examples)."""
+    total = sum(w for _, _, w in accepted)
+    metrics = MetricRecord({"num-examples": total, "unit-weight": 1, "train-loss": 0.0})
+    return Message(RecordDict({"arrays": to_array_record(state), "metrics": metrics}), reply_to=accepted[0][0])
+
+
 def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
     """Run (or resume) the federated rounds; returns every round's metrics row."""
     run_dir = Path(settings.run_dir or "runs/federated")
@@ -137,10 +145,14 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
         replies = list(grid.send_and_receive(messages, timeout=settings.timeout))
         accepted, dropped, rejected = _decode_replies(replies, state, settings)
         aggregated = len(accepted) >= settings.min_train_nodes
-        if aggregated and settings.update_encoding == "row-sparse":
-            state = aggregate_row_sparse(state, [(decoded, w) for _, decoded, w in accepted])
-        elif aggregated:
-            arrays, _ = strategy.aggregate_train(round_, _dense_replies(accepted))
+        if aggregated:
+            replies_for_strategy = _dense_replies(accepted)
+            if settings.update_encoding == "row-sparse":
+                # Row-aware FedAvg first (each row over the clients that touched it); the strategy
+                # then applies its server optimizer (FedAdam, FedYogi, FedAvgM) to that average.
+                averaged = aggregate_row_sparse(state, [(decoded, w) for _, decoded, w in accepted])
+                replies_for_strategy = [_as_reply(averaged, accepted)]
+            arrays, _ = strategy.aggregate_train(round_, replies_for_strategy)
             if arrays is not None:
                 state = from_array_record(arrays)
         elif messages:

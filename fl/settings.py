@@ -16,6 +16,7 @@ from encoders.errors import ConfigError
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedavgm", "krum", "multikrum", "fedtrimmedavg", "fedmedian")
 ENCODINGS = ("dense", "row-sparse")
+SPARSE_STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedavgm")
 
 
 @dataclass(frozen=True)
@@ -43,17 +44,18 @@ class FederatedSettings:
     num_rounds: int = 20
     fraction_train: float = 0.1
     min_train_nodes: int = 2
-    local_epochs: int = 1
-    lr: float = 1e-3
+    local_epochs: int = 3
+    client_optimizer: str = "sgd"
+    lr: float = 1.0
     batch_size: int = 128
     loss: str = "ce"
     timeout: float = 600.0
     # strategy
-    strategy: str = "fedavg"
+    strategy: str = "fedadam"
     proximal_mu: float = 0.01
     server_lr: float = 1.0
     server_momentum: float = 0.9
-    eta: float = 1e-2
+    eta: float = 2e-2
     eta_l: float = 1e-3
     num_malicious_nodes: int = 0
     num_nodes_to_select: int = 1
@@ -83,11 +85,18 @@ class FederatedSettings:
             (0 < self.fraction_train <= 1, "fraction-train must lie in (0, 1]"),
             (self.min_train_nodes >= 1, "min-train-nodes must be >= 1"),
             (self.local_epochs >= 1, "local-epochs must be >= 1"),
+            (self.client_optimizer in ("sgd", "adam"), "client-optimizer must be sgd or adam"),
+            (self.lr > 0, "lr must be > 0"),
             (0 < self.heldout_fraction < 1, "heldout-fraction must lie in (0, 1)"),
             (0 <= self.drop_fraction < 1, "drop-fraction must lie in [0, 1)"),
             (0 <= self.byzantine_fraction < 1, "byzantine-fraction must lie in [0, 1)"),
             (self.byzantine_mode in ("scale", "signflip"), "byzantine-mode must be scale or signflip"),
             (self.eval_every >= 1, "eval-every must be >= 1"),
+            (
+                self.update_encoding == "dense" or self.strategy in SPARSE_STRATEGIES,
+                f"row-sparse updates are averaged per row before the server optimizer; use one of "
+                f"{SPARSE_STRATEGIES} (robust aggregators need dense updates)",
+            ),
             (self.dp_noise_multiplier >= 0, "dp-noise-multiplier must be >= 0"),
             (self.dp_clipping_norm > 0, "dp-clipping-norm must be > 0"),
             (0 < self.dp_delta < 1, "dp-delta must lie in (0, 1)"),

@@ -22,6 +22,7 @@ def settings(tmp_path_factory):
     return FederatedSettings(
         data_path=str(root / "data.npz"), run_dir=str(root / "run"), num_rounds=2, fraction_train=1.0,
         partition="users_per_client", users_per_client=20, max_len=20, local_epochs=3, lr=0.01,
+        client_optimizer="adam", strategy="fedavg",
         heldout_fraction=0.3, hidden=32, n_blocks=1,
     )  # fmt: skip
 

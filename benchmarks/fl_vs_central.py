@@ -1,0 +1,159 @@
+"""Federated against centralized training, communication, robustness and DP.
+
+Every federated run goes through Flower's Simulation Runtime (``simulations.flower_sim``) with the
+real ServerApp / ClientApp, one user per client and ``--fraction`` of the clients per round. The
+central reference trains the same model on the same (non-held-out) users with early stopping, and
+both are evaluated on the same held-out users (leave-one-out test target, full ranking).
+
+Groups (``--groups``):
+
+* ``accuracy``: central vs federated (dense) vs federated row-sparse (+int8);
+* ``robustness``: 20% of clients crashing every round; 10% Byzantine (sign-flipped, scaled x5)
+  clients under FedAvg, FedMedian and Krum;
+* ``dp``: NDCG@10 against epsilon for several noise multipliers.
+
+    .venv/bin/python benchmarks/fl_vs_central.py --datasets synthetic --groups accuracy --rounds 100
+
+Writes ``benchmarks/results/fl_vs_central.json`` (rows of other runs already there are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fl.server_app import read_rounds  # noqa: E402
+from fl.settings import FederatedSettings  # noqa: E402
+from fl.task import task_data  # noqa: E402
+from ranking.evaluation import evaluate  # noqa: E402
+from ranking.storage import save_dataset  # noqa: E402
+from ranking.trainer import SequenceRecommender  # noqa: E402
+from simulations.flower_sim import simulate  # noqa: E402
+from simulations.report import print_table  # noqa: E402
+
+MACHINE = f"{platform.machine()}, {os.cpu_count()} cores"
+
+
+def dataset_file(name: str, workdir: Path) -> Path:
+    path = workdir / f"{name}.npz"
+    if not path.exists():
+        if name == "synthetic":
+            from simulations.datasets.synthetic import generate_world
+
+            save_dataset(generate_world().dataset, path)
+        else:
+            from simulations.datasets.recbole import read_recbole_atomic
+
+            save_dataset(read_recbole_atomic(ROOT.parent / "shared" / "data" / "ml-100k"), path)
+    return path
+
+
+def central_row(name: str, settings: FederatedSettings) -> dict:
+    data = task_data(settings)
+    t0 = time.perf_counter()
+    model = SequenceRecommender(
+        settings.model, model={"hidden": settings.hidden, "n_blocks": settings.n_blocks},
+        train={"max_len": settings.max_len, "progress": False, "seed": settings.seed},
+    ).fit(data.train, validation=data.heldout)  # fmt: skip
+    result = evaluate(model, data.heldout, "test", ks=(10,))
+    return {"dataset": name, "method": "central", "setting": f"{settings.model}, early stopping",
+            "hr@10": result["hr@10"], "ndcg@10": result["ndcg@10"], "rounds_or_epochs": model.best_epoch,
+            "seconds": time.perf_counter() - t0}  # fmt: skip
+
+
+def federated_row(name: str, method: str, settings: FederatedSettings) -> dict:
+    n_clients = task_data(settings).partition.n_clients
+    t0 = time.perf_counter()
+    simulate(settings, num_supernodes=n_clients)
+    wall = time.perf_counter() - t0
+    rows = read_rounds(Path(settings.run_dir))
+    trained = [r for r in rows if r["round"] > 0]
+    last = [r for r in rows if "ndcg@10" in r][-1]
+    updates = sum(r["accepted"] for r in trained)
+    row = {
+        "dataset": name, "method": method,
+        "setting": f"{settings.strategy}, {settings.update_encoding}/{settings.quantize}, "
+                   f"{settings.num_rounds} rounds, {settings.fraction_train:.0%} of {n_clients} clients",
+        "hr@10": last["hr@10"], "ndcg@10": last["ndcg@10"], "rounds_or_epochs": last["round"],
+        "bytes_per_round": sum(r["bytes_up"] for r in trained) / max(1, len(trained)),
+        "bytes_down_per_round": sum(r["bytes_down"] for r in trained) / max(1, len(trained)),
+        "client_updates_per_second": updates / max(1e-9, sum(r["seconds"] for r in trained)),
+        "dropped": sum(r["dropped"] for r in trained), "rejected": sum(r["rejected"] for r in trained),
+        "seconds": wall,
+    }  # fmt: skip
+    if "epsilon" in last:
+        row["epsilon"] = last["epsilon"]
+        row["delta"] = last["delta"]
+    return row
+
+
+def experiments(group: str, base: FederatedSettings) -> list[tuple[str, FederatedSettings]]:
+    if group == "accuracy":
+        return [
+            ("federated dense", base),
+            ("federated row-sparse", base.replace(update_encoding="row-sparse")),
+            ("federated row-sparse int8", base.replace(update_encoding="row-sparse", quantize="int8")),
+        ]
+    if group == "robustness":
+        byz = {"byzantine_fraction": 0.1, "byzantine_mode": "scale", "byzantine_factor": -5.0}
+        return [
+            ("fedavg clean", base.replace(strategy="fedavg")),
+            ("fedadam 20% dropping", base.replace(drop_fraction=0.2)),
+            ("fedavg 10% byzantine", base.replace(strategy="fedavg", **byz)),
+            ("fedmedian 10% byzantine", base.replace(strategy="fedmedian", **byz)),
+            ("fedmedian clean", base.replace(strategy="fedmedian")),
+            ("krum 10% byzantine", base.replace(strategy="krum", num_malicious_nodes=10, **byz)),
+        ]
+    if group == "dp":
+        return [
+            (f"dp noise {z}", base.replace(strategy="fedavg", dp_noise_multiplier=z, dp_clipping_norm=1.0))
+            for z in (0.3, 1.0, 3.0)
+        ]
+    raise SystemExit(f"unknown group {group!r}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["synthetic"])
+    parser.add_argument("--groups", nargs="+", default=["accuracy"])
+    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--fraction", type=float, default=0.1)
+    parser.add_argument("--no-central", action="store_true")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="fl-bench-"))
+    rows = []
+    for name in args.datasets:
+        base = FederatedSettings(
+            data_path=str(dataset_file(name, workdir)), num_rounds=args.rounds, fraction_train=args.fraction,
+            partition="one_user_per_client", eval_every=max(1, args.rounds // 10),
+        )  # fmt: skip
+        if not args.no_central:
+            rows.append(central_row(name, base))
+            print(rows[-1], flush=True)
+        for group in args.groups:
+            for method, settings in experiments(group, base):
+                run_dir = workdir / f"{name}-{method.replace(' ', '_').replace('%', 'pct')}"
+                rows.append(federated_row(name, method, settings.replace(run_dir=str(run_dir))))
+                rows[-1]["machine"] = MACHINE
+                print(rows[-1], flush=True)
+    cols = ["dataset", "method", "setting", "hr@10", "ndcg@10", "rounds_or_epochs", "bytes_per_round",
+            "client_updates_per_second", "epsilon", "seconds"]  # fmt: skip
+    print_table("Federated vs central (held-out users, leave-one-out test, full ranking)", rows, cols)
+    out = ROOT / "benchmarks" / "results" / "fl_vs_central.json"
+    old = json.loads(out.read_text()) if out.exists() else []
+    keys = {(r["dataset"], r["method"]) for r in rows}
+    out.write_text(json.dumps([r for r in old if (r["dataset"], r["method"]) not in keys] + rows, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""``flwr run .``: the app bundle, its run config and a local simulation through a local SuperLink.
+
+``flwr run . local`` starts a detached local SuperLink (its own session) that outlives the command,
+plus a SuperExec and the simulation processes. The test gives all of them a private ``FLWR_HOME``,
+private ports and a marker in their environment, and kills every process carrying the marker.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import uuid
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from fl.settings import FederatedSettings
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+TAG = "TANDEM_FLWR_TEST"
+
+needs_flower_cli = pytest.mark.skipif(
+    shutil.which("flwr", path=str(BIN)) is None or shutil.which("flower-superlink", path=str(BIN)) is None,
+    reason="the flwr / flower-superlink commands are not installed next to this Python",
+)
+
+
+# ---- processes -------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tagged(value: str) -> list[int]:
+    """Ids of the live processes whose environment holds ``TAG=value``."""
+    marker = f"{TAG}={value}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+        except OSError:  # gone, a zombie, or not ours
+            continue
+    return pids
+
+
+def _stop_tagged(value: str, popens: list[subprocess.Popen], grace: float = 10.0) -> list[int]:
+    """SIGTERM our process groups and every tagged process, SIGKILL what is left; returns leftovers."""
+    for proc in popens:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    for pid in _tagged(value):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    while _tagged(value) and time.monotonic() < deadline:
+        for proc in popens:
+            proc.poll()  # reap
+        time.sleep(0.2)
+    for pid in _tagged(value):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for proc in popens:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    time.sleep(0.5)
+    return _tagged(value)
+
+
+def _flower_env(home: Path, tag: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",  # the local SuperLink is started by name
+        FLWR_HOME=str(home),
+        FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",  # never `uv sync` the app's dependencies
+        FLWR_DISABLE_UPDATE_CHECK="1",
+        FLWR_TELEMETRY_ENABLED="0",
+        RAY_ADDRESS="local",  # a private Ray instance, never one another process started
+        **{TAG: tag},
+        **extra,
+    )
+    return env
+
+
+def _tail(path: Path, n: int = 60) -> str:
+    if not path.exists():
+        return f"({path} missing)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+
+
+# ---- the app bundle and its config -----------------------------------------------------------
+
+
+def _app_table() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["flwr"]["app"]
+
+
+FLWR_RUN_DEFAULTS = {"num-rounds", "fraction-train", "partition", "n-clients"}
+"""The keys whose ``flwr run .`` default (pyproject.toml) differs from ``FederatedSettings``."""
+
+
+def test_pyproject_run_config_mirrors_the_settings():
+    config = _app_table()["config"]
+    defaults = FederatedSettings().to_run_config()
+    assert set(config) - set(defaults) == set(), "unknown keys in [tool.flwr.app.config]"
+    assert set(defaults) - set(config) == set(), "settings missing from [tool.flwr.app.config] cannot be overridden"
+    differ = {k for k in defaults if config[k] != defaults[k]}
+    assert differ <= FLWR_RUN_DEFAULTS, {k: (config[k], defaults[k]) for k in differ - FLWR_RUN_DEFAULTS}
+    settings = FederatedSettings.from_config(config)
+    assert settings.data_path == "" and settings.num_rounds <= 5
+
+
+def test_app_components_point_at_the_apps():
+    from flwr.clientapp import ClientApp
+    from flwr.serverapp import ServerApp
+
+    import fl.client_app
+    import fl.server_app
+
+    components = _app_table()["components"]
+    assert components == {"serverapp": "fl.server_app:app", "clientapp": "fl.client_app:app"}
+    assert isinstance(fl.server_app.app, ServerApp) and isinstance(fl.client_app.app, ClientApp)
+
+
+def test_fab_holds_the_app_packages_and_nothing_large():
+    from flwr.cli.build import build_fab_from_disk
+
+    fab = build_fab_from_disk(REPO)
+    names = zipfile.ZipFile(io.BytesIO(fab)).namelist()
+    for needed in ("pyproject.toml", "fl/server_app.py", "fl/client_app.py", "ranking/storage.py", "encoders/errors.py"):
+        assert needed in names
+    top = {name.split("/")[0] for name in names}
+    assert top <= {"pyproject.toml", "README.md", ".info", "fl", "ranking", "encoders"}, top
+    assert not any(name.startswith("fl/deploy/") for name in names)
+    assert len(fab) < 1_000_000
+
+
+# ---- flwr run . ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    from ranking.storage import save_dataset
+    from simulations.datasets.synthetic import generate_world
+
+    path = tmp_path / "data.npz"
+    save_dataset(generate_world(n_items=150, n_users=90, seed=0).dataset, path)
+    return path
+
+
+@needs_flower_cli
+@pytest.mark.timeout(240)
+def test_flwr_run_local_simulation_with_three_supernodes(tmp_path, dataset):
+    run_dir = tmp_path / "run"
+    home = tmp_path / "flwr-home"
+    tag = uuid.uuid4().hex
+    env = _flower_env(
+        home, tag,
+        FLWR_LOCAL_SUPERLINK_HTTP_API_PORT=str(_free_port()),
+        FLWR_LOCAL_CONTROL_API_PORT=str(_free_port()),
+    )  # fmt: skip
+    run_config = (
+        f"data-path='{dataset}' run-dir='{run_dir}' num-rounds=1 fraction-train=1.0 min-train-nodes=3 "
+        "partition='dirichlet' n-clients=3 heldout-fraction=0.3 max-len=20 hidden=32 n-blocks=1"
+    )
+    command = [
+        str(BIN / "flwr"), "run", str(REPO), "local", "--stream",
+        "--federation-config", "num-supernodes=3 client-resources-num-cpus=2 init-args-num-cpus=2",
+        "--run-config", run_config,
+    ]  # fmt: skip
+    log = tmp_path / "flwr-run.log"
+    popens: list[subprocess.Popen] = []
+    try:
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            popens.append(proc)
+            try:
+                rc = proc.wait(timeout=180)
+            except subprocess.TimeoutExpired:
+                rc = None
+        superlink_log = home / "local-superlink" / "superlink.log"
+        context = f"flwr run:\n{_tail(log)}\n\nlocal SuperLink:\n{_tail(superlink_log)}"
+        assert rc == 0, context
+        started = re.search(r"Successfully started run (\d+)", log.read_text())
+        assert started, context
+
+        # the SuperLink reports the run as finished and completed
+        listing = subprocess.run(
+            [str(BIN / "flwr"), "ls", "local", "--run-id", started.group(1), "--format", "json"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert listing.returncode == 0, listing.stdout + listing.stderr
+        run = json.loads(listing.stdout)["runs"][0]
+        assert run["status"] == "finished:completed", f"{run['status']}: {run['status-details']}\n{context}"
+
+        rows = [json.loads(line) for line in (run_dir / "rounds.jsonl").read_text().splitlines()]
+        assert [r["round"] for r in rows] == [0, 1], context
+        assert rows[1]["aggregated"] and rows[1]["accepted"] == 3 and rows[1]["sampled"] == 3
+        assert "ndcg@10" in rows[1]
+        assert (run_dir / "checkpoint.npz").exists()
+    finally:
+        leftovers = _stop_tagged(tag, popens)
+    assert leftovers == [], f"processes left running: {leftovers}"
