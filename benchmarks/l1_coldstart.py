@@ -88,6 +88,9 @@ def synthetic(args) -> tuple[list[dict], list[dict]]:
         "image-only": {"image": image, "use_id": False},
         "fused (text+image)": {"text": text, "image": image, "use_id": False},
         "fused (text+image+id)": {"text": text, "image": image, "use_id": True},
+        "fused (text+image+id), id-dropout 0.5": {
+            "text": text, "image": image, "use_id": True, "fusion": {"id_dropout": 0.5},
+        },
     }
     rows = two_tower_rows("synthetic (temporal)", split, catalog.n_items, variants, args.epochs,
                           {"warm": ~cold, "cold": cold}, args.seed)  # fmt: skip

@@ -6,24 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from builders import log_from_sequences as make_log
 
 from ranking.baselines import ItemKNN, MostPopular, _keep_top_per_row
-from ranking.data import Interactions
 from ranking.evaluation import Scorer, topk_items
-
-
-def make_log(sequences: list[list[int]], n_items: int) -> Interactions:
-    users = [u for u, seq in enumerate(sequences) for _ in seq]
-    items = [i for seq in sequences for i in seq]
-    times = [float(t) for seq in sequences for t in range(len(seq))]
-    return Interactions(
-        user=np.array(users),
-        item=np.array(items),
-        timestamp=np.array(times),
-        user_ids=np.array([f"u{u}" for u in range(len(sequences))]),
-        n_items=n_items,
-    )
-
 
 # Items 0 and 1 are always consumed together; item 2 goes with 3 (twice), 4 and 5 (once each).
 KNN_LOG = [[0, 1], [1, 0], [2, 3], [3, 2], [2, 4], [2, 5]]

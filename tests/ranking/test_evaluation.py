@@ -6,9 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from builders import log_from_sequences as make_log
 
 from ranking.baselines import MostPopular
-from ranking.data import Interactions, leave_one_out
+from ranking.data import leave_one_out
 from ranking.errors import DataError
 from ranking.evaluation import (
     Scorer,
@@ -18,19 +19,6 @@ from ranking.evaluation import (
     sample_negatives,
     topk_items,
 )
-
-
-def make_log(sequences: list[list[int]], n_items: int) -> Interactions:
-    users = [u for u, seq in enumerate(sequences) for _ in seq]
-    items = [i for seq in sequences for i in seq]
-    times = [float(t) for seq in sequences for t in range(len(seq))]
-    return Interactions(
-        user=np.array(users),
-        item=np.array(items),
-        timestamp=np.array(times),
-        user_ids=np.array([f"u{u}" for u in range(len(sequences))]),
-        n_items=n_items,
-    )
 
 
 class FixedScorer:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from builders import rule_log
 
-from ranking.data import Interactions, Split, leave_one_out, pad_left
+from ranking.data import Split, leave_one_out, pad_left
 from ranking.errors import ConfigError
 from ranking.evaluation import evaluate
 from ranking.models import MODELS, GRU4Rec, LongShort, SASRec, build_model
@@ -20,27 +21,6 @@ SMALL = {
     "lstm": {"hidden": 16},
     "longshort": {"hidden": 16, "short_len": 3, "max_len": 12},
 }
-
-
-def rule_log(
-    n_items: int, n_users: int, seed: int = 0, lengths: tuple[int, int] = (6, 16)
-) -> Interactions:
-    """Every sequence follows ``i -> (i + 1) % n_items`` from a random start."""
-    rng = np.random.default_rng(seed)
-    users, items, times = [], [], []
-    for u in range(n_users):
-        start = int(rng.integers(n_items))
-        for t in range(int(rng.integers(*lengths))):
-            users.append(u)
-            items.append((start + t) % n_items)
-            times.append(float(t))
-    return Interactions(
-        user=np.array(users),
-        item=np.array(items),
-        timestamp=np.array(times),
-        user_ids=np.array([f"u{u:03d}" for u in range(n_users)]),
-        n_items=n_items,
-    )
 
 
 def small_model(

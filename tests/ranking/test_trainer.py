@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from builders import rule_log
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -21,28 +22,9 @@ CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
 FAST = {"batch_size": 32, "lr": 3e-3, "max_len": 12, "progress": False}
 
 
-def rule_log(n_items: int = 20, n_users: int = 120, seed: int = 0) -> Interactions:
-    """Every sequence follows ``i -> (i + 1) % n_items`` from a random start."""
-    rng = np.random.default_rng(seed)
-    users, items, times = [], [], []
-    for u in range(n_users):
-        start = int(rng.integers(n_items))
-        for t in range(int(rng.integers(5, 14))):
-            users.append(u)
-            items.append((start + t) % n_items)
-            times.append(float(t))
-    return Interactions(
-        user=np.array(users),
-        item=np.array(items),
-        timestamp=np.array(times),
-        user_ids=np.array([f"u{u:03d}" for u in range(n_users)]),
-        n_items=n_items,
-    )
-
-
 @pytest.fixture(scope="module")
 def split():
-    return leave_one_out(rule_log())
+    return leave_one_out(rule_log_short())
 
 
 def small(kind: str = "sasrec", **train) -> SequenceRecommender:
@@ -216,3 +198,7 @@ def test_sasrec_config_is_the_klenitskiy_vasilev_protocol() -> None:
     cfg = rec.cfg
     expected = (50, 128, 1e-3, 10, "ce")
     assert (cfg.max_len, cfg.batch_size, cfg.lr, cfg.patience, cfg.loss) == expected
+
+
+def rule_log_short(n_items: int = 20, n_users: int = 120, seed: int = 0) -> Interactions:
+    return rule_log(n_items, n_users, seed, lengths=(5, 14))
