@@ -10,7 +10,6 @@ import pytest
 import torch
 from builders import rule_log
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from ranking.data import Interactions, leave_one_out
 from ranking.errors import ConfigError, DataError
@@ -175,12 +174,19 @@ def test_load_rejects_a_bad_file(tmp_path: Path) -> None:
 # ---- Hydra configs -----------------------------------------------------------------------------
 
 
+def composed_model(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF.parent), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides)).model
+
+
 @pytest.mark.parametrize(
     "name, kind",
     [("sasrec", "sasrec"), ("gru4rec", "gru4rec"), ("lstm", "gru4rec"), ("longshort", "longshort")],
 )
 def test_model_configs_instantiate(name: str, kind: str) -> None:
-    cfg = OmegaConf.load(CONF / f"{name}.yaml")
+    cfg = composed_model(f"model={name}")
     lazy = instantiate(cfg)
     assert isinstance(lazy, SequenceRecommender) and lazy.kind == kind and lazy.network is None
     built = instantiate(cfg, n_items=7)
@@ -191,7 +197,7 @@ def test_model_configs_instantiate(name: str, kind: str) -> None:
 
 
 def test_sasrec_config_is_the_klenitskiy_vasilev_protocol() -> None:
-    rec = instantiate(OmegaConf.load(CONF / "sasrec.yaml"), n_items=7)
+    rec = instantiate(composed_model("model=sasrec"), n_items=7)
     net = rec.network
     assert net.hidden == 64 and len(net.blocks) == 2 and net.blocks[0].n_heads == 1
     assert net.blocks[0].dropout == 0.1 and net.max_len == 50
@@ -202,3 +208,11 @@ def test_sasrec_config_is_the_klenitskiy_vasilev_protocol() -> None:
 
 def rule_log_short(n_items: int = 20, n_users: int = 120, seed: int = 0) -> Interactions:
     return rule_log(n_items, n_users, seed, lengths=(5, 14))
+
+
+def test_train_group_switches_to_the_literature_protocol() -> None:
+    assert instantiate(composed_model("model=sasrec"), n_items=7).cfg.cover_history is True
+    literature = instantiate(composed_model("model=sasrec", "train=literature"), n_items=7).cfg
+    assert literature.cover_history is False and literature.max_len == 50 and literature.loss == "ce"
+    original = instantiate(composed_model("model=sasrec", "train=original_sasrec"), n_items=7).cfg
+    assert original.loss == "bce" and original.n_negatives == 1

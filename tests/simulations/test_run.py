@@ -85,8 +85,8 @@ def test_cli_unknown_override_exits_non_zero(tmp_path):
 
 def test_sasrec_run_trains_with_early_stopping_and_beats_popularity(tmp_path):
     cfg = composed(
-        *TINY_WORLD, "model=sasrec", "model.train.epochs=8", "model.train.patience=2",
-        "model.train.progress=false", f"paths.cache_dir={tmp_path}",
+        *TINY_WORLD, "model=sasrec", "train.epochs=8", "train.patience=2",
+        "train.progress=false", f"paths.cache_dir={tmp_path}",
     )  # fmt: skip
     rows = run(cfg)
     assert [r["model"] for r in rows] == ["sasrec", "pop"]
