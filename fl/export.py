@@ -13,7 +13,13 @@ travel). ``quantize_int8=True`` additionally
   most of the model: ``n_items x D`` against ``~6 D^2`` per SASRec block), dequantised in the graph;
 * TorchScript: dynamically quantises the ``Linear`` (and ``GRU``/``LSTM``) layers with
   :func:`torch.ao.quantization.quantize_dynamic` (int8 weights, activations quantised per call);
-* ONNX: runs :func:`onnxruntime.quantization.quantize_dynamic` (int8 ``MatMul`` weights).
+* ONNX (:func:`quantize_onnx`, one fp32 export serves both): the same int8 table as an int8
+  initializer with a per-axis ``DequantizeLinear``, then
+  :func:`onnxruntime.quantization.quantize_dynamic` (int8 ``MatMul`` and ``LSTM`` weights).
+
+The exporter folds constant subgraphs on tensors of up to 8,192 elements, so a toy model's table
+(``n_items x D <= 8192``) is also stored as a transposed fp32 copy for the output layer; real
+catalogs keep a single table shared by the input and the output layer.
 
 Every file is written atomically (a temporary file in the target directory, renamed into place
 only once written and verified: the exported model is loaded back and compared with PyTorch).
@@ -26,10 +32,8 @@ import copy
 import io
 import json
 import logging
-import os
-import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +55,26 @@ __all__ = [
     "load_torchscript",
     "onnx_metadata",
     "onnx_session",
+    "quantize_onnx",
+    "quantize_rows_int8",
     "torchscript_metadata",
 ]
 
 ONNX_OPSET = 18
 INPUT_NAME = "inputs"
 OUTPUT_NAMES = ("scores", "item_ids")
+ITEM_TABLE = "network.item_emb.weight"
+"""The ONNX initializer holding the frozen item table (:class:`FrozenItemTable`'s buffer)."""
 METADATA_FILE = "tandem.json"
 """Name of the metadata entry (TorchScript extra file; ONNX ``metadata_props`` keys)."""
+
+
+def quantize_rows_int8(table: Tensor) -> tuple[Tensor, Tensor]:
+    """Symmetric per-row int8: ``(q int8 [N, D], scale float32 [N])`` with ``table ~ q * scale``."""
+    table = table.detach().float()
+    scale = table.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+    q = torch.round(table / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return q, scale
 
 
 class FrozenItemTable(nn.Module):
@@ -76,8 +92,7 @@ class FrozenItemTable(nn.Module):
         self.dim = table.shape[1]
         self.int8 = int8
         if int8:
-            scale = table.abs().amax(dim=1).clamp(min=1e-12) / 127.0
-            q = torch.round(table / scale[:, None]).clamp(-127, 127).to(torch.int8)
+            q, scale = quantize_rows_int8(table)
             self.register_buffer("weight_int8", q)
             self.register_buffer("scale", scale)
         else:
@@ -174,39 +189,44 @@ def _quiet() -> Iterator[None]:
         logging.disable(previous)
 
 
+def _check_outputs(scores: Any, ids: Any, batch: int, path: Path) -> tuple[Tensor, Tensor]:
+    scores, ids = torch.as_tensor(np.asarray(scores)), torch.as_tensor(np.asarray(ids))
+    if scores.ndim != 2 or tuple(scores.shape) != tuple(ids.shape) or len(scores) != batch:
+        raise RuntimeError(f"exported model at {path} returned shapes {scores.shape}, {ids.shape}")
+    if ids.dtype != torch.int64 or scores.dtype != torch.float32:
+        raise RuntimeError(f"exported model at {path} returned {scores.dtype}, {ids.dtype}")
+    if not bool(torch.isfinite(scores).all()) or bool((ids < 0).any()):
+        raise RuntimeError(f"exported model at {path} returned invalid scores or item ids")
+    return scores, ids
+
+
 def _verify(
-    reference: OnDeviceScorer, run: Any, inputs: Tensor, path: Path, *, exact: bool
+    reference: OnDeviceScorer,
+    run: Callable[[Tensor], Any],
+    max_len: int,
+    path: Path,
+    *,
+    exact: bool,
 ) -> None:
-    """Compare an exported scorer ``run(inputs) -> (scores, ids)`` with ``reference``."""
+    """Run an exported scorer ``run(inputs) -> (scores, ids)`` and compare it with ``reference``.
+
+    Exact (fp32) exports must give the PyTorch top-k scores, and those must be the PyTorch scores
+    of the returned ids (robust to ties); int8 exports must give well-formed results.
+    """
+    inputs = example_inputs(reference.network.n_items, max_len)
+    scores, ids = _check_outputs(*run(inputs), len(inputs), path)
     with torch.no_grad():
         logits = reference.network.logits(reference.network.last_hidden(inputs))
         want, _ = torch.topk(logits, reference.top_k, dim=-1)
-    scores, ids = (torch.as_tensor(np.asarray(t)) for t in run(inputs))
-    k = reference.top_k
-    if tuple(scores.shape) != (len(inputs), k) or tuple(ids.shape) != (len(inputs), k):
-        raise RuntimeError(f"exported model at {path} returned shapes {scores.shape}, {ids.shape}")
-    if ids.dtype != torch.int64 or not bool(((ids >= 0) & (ids < logits.shape[1])).all()):
+    if tuple(ids.shape) != tuple(want.shape) or bool((ids >= logits.shape[1]).any()):
         raise RuntimeError(f"exported model at {path} returned invalid item ids")
     if not exact:
-        if not bool(torch.isfinite(scores).all()):
-            raise RuntimeError(f"exported model at {path} returned non-finite scores")
         return
-    # Tie-robust: the exported scores are the top-k scores, and they belong to the exported ids.
     tol = 1e-4 * max(1.0, float(want.abs().max()))
-    if not torch.allclose(scores.float(), want, atol=tol, rtol=0):
+    if not torch.allclose(scores, want, atol=tol, rtol=0):
         raise RuntimeError(f"exported model at {path} disagrees with PyTorch on the top-k scores")
     if not torch.allclose(logits.gather(1, ids), want, atol=tol, rtol=0):
         raise RuntimeError(f"exported model at {path} disagrees with PyTorch on the top-k items")
-
-
-@contextlib.contextmanager
-def _scratch_file(directory: Path, suffix: str) -> Iterator[Path]:
-    fd, name = tempfile.mkstemp(prefix=".export.", suffix=suffix, dir=directory)
-    os.close(fd)
-    try:
-        yield Path(name)
-    finally:
-        Path(name).unlink(missing_ok=True)
 
 
 # ---- TorchScript ---------------------------------------------------------------------------
@@ -245,7 +265,7 @@ def export_torchscript(
             torch.jit.save(traced, str(tmp), _extra_files={METADATA_FILE: json.dumps(meta)})
         loaded = load_torchscript(tmp)
         with torch.no_grad():
-            _verify(reference, loaded, example_inputs(network.n_items, max_len), path, exact=not quantize_int8)
+            _verify(reference, loaded, max_len, path, exact=not quantize_int8)
     return path
 
 
@@ -290,20 +310,28 @@ def export_onnx(
 
     ``torch.onnx.export`` (the ``torch.export``-based exporter, opset :data:`ONNX_OPSET`) with a
     dynamic batch axis and the input width fixed to ``max_len``; input ``inputs``, outputs
-    ``scores`` and ``item_ids``; no external data file. With ``quantize_int8`` the item table is
-    stored in int8 and :func:`onnxruntime.quantization.quantize_dynamic` quantises the ``MatMul``
-    weights. The result is loaded with ONNX Runtime and checked against PyTorch before it is
-    renamed into place. Returns ``path``.
+    ``scores`` and ``item_ids``; no external data file. With ``quantize_int8`` the fp32 graph is
+    then quantised as by :func:`quantize_onnx`. The result is loaded with ONNX Runtime and checked
+    against PyTorch before it is renamed into place. Returns ``path``.
     """
     import onnx
 
     path = Path(path)
     _check_max_len(network, max_len)
-    reference = OnDeviceScorer(freeze_for_device(network), top_k).eval()
-    scorer = OnDeviceScorer(freeze_for_device(network, int8_table=quantize_int8), top_k).eval()
-    example = example_inputs(network.n_items, max_len, batch=2, seed=1)
-    meta = _metadata(network, max_len=max_len, top_k=top_k, int8=quantize_int8, fmt="onnx")
-    batch = torch.export.Dim("batch")
+    scorer = OnDeviceScorer(freeze_for_device(network), top_k).eval()
+    meta = _metadata(network, max_len=max_len, top_k=top_k, int8=False, fmt="onnx")
+    model = _onnx_model(scorer, max_len, meta)
+    with atomic_path(path) as tmp:
+        if quantize_int8:
+            _quantize_onnx_model(model, tmp)
+        else:
+            onnx.save_model(model, str(tmp))
+        _verify(scorer, _onnx_runner(onnx_session(tmp)), max_len, path, exact=not quantize_int8)
+    return path
+
+
+def _onnx_model(scorer: OnDeviceScorer, max_len: int, meta: dict) -> Any:
+    example = example_inputs(scorer.network.n_items, max_len, batch=2, seed=1)
     with _quiet():
         program = torch.onnx.export(
             scorer,
@@ -312,29 +340,16 @@ def export_onnx(
             output_names=list(OUTPUT_NAMES),
             opset_version=ONNX_OPSET,
             dynamo=True,
-            dynamic_shapes=({0: batch},),
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
             verbose=False,
         )
     model = program.model_proto
     _strip_debug_metadata(model)
-    for key, value in meta.items():
-        model.metadata_props.add(key=f"tandem.{key}", value=json.dumps(value))
-    with atomic_path(path) as tmp:
-        if quantize_int8:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            with _scratch_file(path.parent, ".onnx") as fp32, _quiet():
-                onnx.save_model(model, str(fp32))
-                quantize_dynamic(fp32, tmp, weight_type=QuantType.QInt8)
-        else:
-            onnx.save_model(model, str(tmp))
-        session = onnx_session(tmp)
-
-        def run(x: Tensor) -> list[np.ndarray]:
-            return session.run(list(OUTPUT_NAMES), {INPUT_NAME: x.numpy()})
-
-        _verify(reference, run, example_inputs(network.n_items, max_len), path, exact=not quantize_int8)
-    return path
+    names = {init.name for init in model.graph.initializer}
+    if ITEM_TABLE in names:
+        meta = {**meta, "item_table": ITEM_TABLE}
+    _set_metadata(model, meta)
+    return model
 
 
 def _strip_debug_metadata(model: Any) -> None:
@@ -343,6 +358,91 @@ def _strip_debug_metadata(model: Any) -> None:
     for item in (*graph.node, *graph.input, *graph.output, *graph.value_info, *graph.initializer):
         del item.metadata_props[:]
     del graph.metadata_props[:]
+
+
+def _set_metadata(model: Any, meta: dict) -> None:
+    kept = [p for p in model.metadata_props if not p.key.startswith("tandem.")]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in meta.items():
+        model.metadata_props.add(key=f"tandem.{key}", value=json.dumps(value))
+
+
+def _get_metadata(model: Any) -> dict:
+    return {
+        p.key.removeprefix("tandem."): json.loads(p.value)
+        for p in model.metadata_props
+        if p.key.startswith("tandem.")
+    }
+
+
+def quantize_onnx(src: str | Path, dst: str | Path) -> Path:
+    """Write an int8 version of the fp32 ONNX scorer ``src`` (from :func:`export_onnx`) to ``dst``.
+
+    The item table becomes int8 with one scale per row (an int8 initializer and a per-axis
+    ``DequantizeLinear``, as :class:`FrozenItemTable` does for TorchScript), then
+    :func:`onnxruntime.quantization.quantize_dynamic` quantises the ``MatMul`` (and ``LSTM``)
+    weights. Written atomically after a test run with ONNX Runtime. Returns ``dst``.
+    """
+    import onnx
+
+    src, dst = Path(src), Path(dst)
+    onnx_session(src)  # DataError if missing or unreadable
+    model = onnx.load_model(str(src))
+    meta = _get_metadata(model)
+    if meta.get("int8"):
+        raise DataError("the model is already quantised", path=src)
+    with atomic_path(dst) as tmp:
+        _quantize_onnx_model(model, tmp)
+        session = onnx_session(tmp)
+        x = example_inputs(int(meta.get("n_items", 1)), int(meta.get("max_len", 1)))
+        _check_outputs(*_onnx_runner(session)(x), len(x), dst)
+    return dst
+
+
+def _quantize_onnx_model(model: Any, dst: Path) -> None:
+    """Quantise ``model`` (a ModelProto, changed in place) into the file ``dst``."""
+    import onnx
+    from onnx import helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    meta = _get_metadata(model)
+    graph = model.graph
+    table_name = meta.get("item_table")
+    table = next((t for t in graph.initializer if t.name == table_name), None)
+    if table is not None:
+        q, scale = quantize_rows_int8(torch.from_numpy(numpy_helper.to_array(table).copy()))
+        graph.initializer.remove(table)
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(q.numpy(), f"{table_name}.int8"),
+                numpy_helper.from_array(scale.numpy(), f"{table_name}.scale"),
+                numpy_helper.from_array(np.zeros(len(q), np.int8), f"{table_name}.zero_point"),
+            ]
+        )
+        dequantize = helper.make_node(
+            "DequantizeLinear",
+            [f"{table_name}.int8", f"{table_name}.scale", f"{table_name}.zero_point"],
+            [table_name],
+            name="item_table_dequantize",
+            axis=0,
+        )
+        graph.node.insert(0, dequantize)
+    _set_metadata(model, {**meta, "int8": True})
+    with _quiet():
+        # The item table is no initializer any more, so the Gather that reads it is left alone.
+        quantize_dynamic(model, dst, weight_type=QuantType.QInt8)
+    quantized = onnx.load_model(str(dst))
+    if not _get_metadata(quantized).get("int8"):
+        _set_metadata(quantized, {**meta, "int8": True})
+        onnx.save_model(quantized, str(dst))
+
+
+def _onnx_runner(session: Any) -> Callable[[Tensor], list[np.ndarray]]:
+    def run(x: Tensor) -> list[np.ndarray]:
+        return session.run(list(OUTPUT_NAMES), {INPUT_NAME: x.numpy()})
+
+    return run
 
 
 def onnx_session(path: str | Path, *, threads: int | None = None) -> Any:
@@ -367,6 +467,8 @@ def onnx_session(path: str | Path, *, threads: int | None = None) -> Any:
 
 
 def onnx_metadata(path: str | Path) -> dict:
-    """The metadata written by :func:`export_onnx` (``max_len``, ``top_k``, ...)."""
+    """The metadata written by :func:`export_onnx` (``max_len``, ``top_k``, ``int8``, ...)."""
     meta = onnx_session(path).get_modelmeta().custom_metadata_map
-    return {k.removeprefix("tandem."): json.loads(v) for k, v in meta.items() if k.startswith("tandem.")}
+    return {
+        k.removeprefix("tandem."): json.loads(v) for k, v in meta.items() if k.startswith("tandem.")
+    }

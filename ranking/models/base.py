@@ -23,9 +23,19 @@ __all__ = [
     "SequenceModel",
     "TransformerBlock",
     "attention_mask",
+    "exporting",
     "run_left_padded_rnn",
     "scale_embedding",
 ]
+
+
+def exporting() -> bool:
+    """Whether the model is being traced or exported (TorchScript, ``torch.export``, ONNX).
+
+    The models then take shape-static code paths (no packed sequences, no data-dependent shapes)
+    that compute the same outputs as their eager paths; see :mod:`fl.export`.
+    """
+    return torch.jit.is_tracing() or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
 
 
 class ItemEmbedding(nn.Module):
@@ -176,6 +186,13 @@ def run_left_padded_rnn(rnn: nn.RNNBase, x: Tensor, lengths: Tensor) -> Tensor:
     shift = (length - lengths).to(x.device)[:, None]
     forward_idx = (pos + shift) % length
     rotated = x.gather(1, forward_idx[..., None].expand_as(x))
+    if exporting():
+        # Shape-static equivalent for tracing/export: the real steps come first, so running the
+        # unpacked rnn gives the same outputs there; the steps after them are zeroed as packing does.
+        out, _ = rnn(rotated)
+        out = out * (pos < lengths.clamp(min=1).to(x.device)[:, None])[..., None]
+        back_idx = (pos - shift) % length
+        return out.gather(1, back_idx[..., None].expand(b, length, out.shape[-1]))
     packed = pack_padded_sequence(
         rotated, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
     )

@@ -20,6 +20,7 @@ from ranking.models.base import (
     SequenceModel,
     TransformerBlock,
     attention_mask,
+    exporting,
     run_left_padded_rnn,
     scale_embedding,
 )
@@ -101,6 +102,8 @@ class LongShort(SequenceModel):
         b, length, d = emb.shape
         s = self.short_len
         real = inputs != PAD
+        if exporting():
+            return self._short_gru_dense(real, emb)
         out = emb.new_zeros(b, length, d)
         rows, cols = real.nonzero(as_tuple=True)
         if rows.numel() == 0:
@@ -115,6 +118,20 @@ class LongShort(SequenceModel):
         states = run_left_padded_rnn(self.short_rnn, windows, lengths)[:, -1]
         out[rows, cols] = states
         return out
+
+    def _short_gru_dense(self, real: Tensor, emb: Tensor) -> Tensor:
+        """:meth:`_short_gru` for tracing/export: every position's window (no data-dependent
+        shapes), the outputs at padding positions zeroed afterwards."""
+        b, length, d = emb.shape
+        s = self.short_len
+        padded_emb = torch.cat([emb.new_zeros(b, s - 1, d), emb], dim=1)
+        padded_real = torch.cat([real.new_zeros(b, s - 1), real], dim=1)
+        pos = torch.arange(length, device=emb.device)
+        idx = pos[:, None] + torch.arange(s, device=emb.device)[None, :]  # [L, s]
+        windows = padded_emb[:, idx].reshape(b * length, s, d)
+        lengths = padded_real[:, idx].sum(dim=-1).reshape(b * length)
+        states = run_left_padded_rnn(self.short_rnn, windows, lengths)[:, -1]
+        return states.reshape(b, length, d) * real.unsqueeze(-1)
 
     def _short_attention(self, inputs: Tensor, emb: Tensor) -> Tensor:
         length = inputs.shape[1]

@@ -17,6 +17,7 @@ from fl.export import (
     load_torchscript,
     onnx_metadata,
     onnx_session,
+    quantize_onnx,
     torchscript_metadata,
 )
 from ranking.models import build_model
@@ -61,23 +62,26 @@ RUNNERS = {"torchscript": run_torchscript, "onnx": run_onnx}
 EXPORTERS = {"torchscript": export_torchscript, "onnx": export_onnx}
 
 
-ONNX_INT8_KINDS = ("sasrec", "lstm")
-"""ONNX exports take seconds each, so int8 ONNX is tested on the two quantisation paths: MatMul
-(attention, feed-forward; also LongShort's) and LSTM; GRU graphs get the int8 item table only."""
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, bool], Path]:
-    """Every kind exported to both formats, fp32 and int8 (ONNX int8: :data:`ONNX_INT8_KINDS`)."""
+    """Every kind exported to both formats, fp32 and int8.
+
+    ONNX exports take seconds each, so int8 ONNX comes from ``export_onnx(quantize_int8=True)`` for
+    SASRec and from :func:`quantize_onnx` of the fp32 file (the same transform) for the others.
+    """
     out = tmp_path_factory.mktemp("export")
     paths = {}
     for kind in KINDS:
         net = make_net(kind)
         for fmt, exporter in EXPORTERS.items():
             for int8 in (False, True):
-                if int8 and fmt == "onnx" and kind not in ONNX_INT8_KINDS:
+                path = (
+                    out
+                    / f"{kind}{'-int8' if int8 else ''}.{'pt' if fmt == 'torchscript' else 'onnx'}"
+                )
+                if fmt == "onnx" and int8 and kind != "sasrec":
+                    paths[kind, fmt, int8] = quantize_onnx(paths[kind, fmt, False], path)
                     continue
-                path = out / f"{kind}{'-int8' if int8 else ''}.{'pt' if fmt == 'torchscript' else 'onnx'}"
                 paths[kind, fmt, int8] = exporter(
                     net, path, max_len=MAX_LEN, top_k=TOP_K, quantize_int8=int8
                 )
@@ -111,8 +115,6 @@ def test_empty_history_scores_zero(exported, kind: str, fmt: str) -> None:
 @pytest.mark.parametrize("fmt", list(RUNNERS))
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_int8_is_smaller_and_agrees_on_top1(exported, kind: str, fmt: str) -> None:
-    if (kind, fmt, True) not in exported:
-        pytest.skip(f"int8 ONNX is tested on {ONNX_INT8_KINDS} (export time)")
     net = make_net(kind)
     x = random_inputs(200, seed=7)
     _, want_ids = eager_topk(net, x)
@@ -142,10 +144,16 @@ def test_torchscript_int8_is_smaller_for_a_real_catalog(tmp_path: Path, kind: st
 def test_metadata_travels_with_the_files(exported) -> None:
     ts = torchscript_metadata(exported["sasrec", "torchscript", True])
     ox = onnx_metadata(exported["sasrec", "onnx", False])
-    assert ts["max_len"] == ox["max_len"] == MAX_LEN
+    ox8 = onnx_metadata(exported["lstm", "onnx", True])
+    assert ts["max_len"] == ox["max_len"] == ox8["max_len"] == MAX_LEN
     assert ts["top_k"] == ox["top_k"] == TOP_K
     assert ts["n_items"] == ox["n_items"] == N_ITEMS
-    assert (ts["int8"], ox["int8"], ts["model"]) == (True, False, "SASRec")
+    assert (ts["int8"], ox["int8"], ox8["int8"]) == (True, False, True)
+    assert (ts["model"], ox8["model"]) == ("SASRec", "GRU4Rec")
+    with pytest.raises(DataError, match="already quantised"):
+        quantize_onnx(
+            exported["lstm", "onnx", True], exported["lstm", "onnx", True].with_suffix(".x")
+        )
 
 
 @pytest.mark.parametrize("fmt", list(RUNNERS))
@@ -175,3 +183,16 @@ def test_bad_arguments_are_rejected(tmp_path: Path) -> None:
         OnDeviceScorer(make_net("gru"), top_k=N_ITEMS + 1)
     with pytest.raises(ValueError, match="max_len"):
         export_torchscript(make_net("sasrec"), tmp_path / "m.pt", max_len=MAX_LEN + 1)
+
+
+def test_content_projection_is_folded_into_the_exported_table(tmp_path: Path) -> None:
+    content = torch.randn(N_ITEMS, 7, generator=torch.Generator().manual_seed(2))
+    torch.manual_seed(0)
+    net = build_model("sasrec", N_ITEMS, content=content, hidden=HIDDEN, max_len=MAX_LEN).eval()
+    path = export_torchscript(net, tmp_path / "content.pt", max_len=MAX_LEN, top_k=TOP_K)
+    assert not any("content" in name for name, _ in load_torchscript(path).named_buffers())
+    x = random_inputs(3, seed=4)
+    want_scores, want_ids = eager_topk(net, x)
+    scores, ids = run_torchscript(path, x)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_allclose(scores, want_scores, atol=1e-4, rtol=0)
