@@ -153,8 +153,8 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
                 averaged = aggregate_row_sparse(state, [(decoded, w) for _, decoded, w in accepted])
                 replies_for_strategy = [_as_reply(averaged, accepted)]
             arrays, _ = strategy.aggregate_train(round_, replies_for_strategy)
-            if arrays is not None:
-                state = from_array_record(arrays)
+            if arrays is not None:  # server optimizers (FedAdam...) return float64: keep the model's dtypes
+                state = {k: np.asarray(v, dtype=state[k].dtype) for k, v in from_array_record(arrays).items()}
         elif messages:
             log.warning("round %d: only %d valid replies (< %d): global model unchanged",
                         round_, len(accepted), settings.min_train_nodes)  # fmt: skip

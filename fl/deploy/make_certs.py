@@ -47,7 +47,9 @@ def _write(path: Path, data: bytes, private: bool = False) -> None:
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
     )
 
 
@@ -76,12 +78,18 @@ def make_ca(days: int) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
-        )  # fmt: skip
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -104,12 +112,18 @@ def make_server_cert(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=True, key_cert_sign=False, crl_sign=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=True,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
-        )  # fmt: skip
+        )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(_san(hosts), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -129,16 +143,22 @@ def make_supernode_keys(out: Path, name: str) -> tuple[Path, Path]:
     _write(
         private,
         key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
         ),
         private=True,
     )
-    pub = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    pub = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
     _write(public, pub + f" {name}\n".encode())
     return private, public
 
 
-def make_certs(out: str | Path, supernodes: int = 2, hosts: Sequence[str] = (), days: int = 365) -> Path:
+def make_certs(
+    out: str | Path, supernodes: int = 2, hosts: Sequence[str] = (), days: int = 365
+) -> Path:
     """Write the CA, the SuperLink certificate and ``supernodes`` key pairs into ``out``."""
     if supernodes < 0:
         raise ValueError(f"supernodes must be >= 0, got {supernodes}")
@@ -158,16 +178,22 @@ def make_certs(out: str | Path, supernodes: int = 2, hosts: Sequence[str] = (), 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", help="output directory (created if missing)")
-    parser.add_argument("--supernodes", type=int, default=2, help="SuperNode key pairs to make (default 2)")
     parser.add_argument(
-        "--host", action="append", default=[],
+        "--supernodes", type=int, default=2, help="SuperNode key pairs to make (default 2)"
+    )
+    parser.add_argument(
+        "--host",
+        action="append",
+        default=[],
         help="extra DNS name or IP address of the SuperLink (repeatable); localhost, 127.0.0.1 "
         "and ::1 are always included",
-    )  # fmt: skip
+    )
     parser.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
     args = parser.parse_args(argv)
     out = make_certs(args.out, args.supernodes, args.host, args.days)
-    print(f"wrote the CA, the SuperLink certificate and {args.supernodes} SuperNode key pair(s) to {out}")
+    print(
+        f"wrote the CA, the SuperLink certificate and {args.supernodes} SuperNode key pair(s) to {out}"
+    )
 
 
 if __name__ == "__main__":

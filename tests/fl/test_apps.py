@@ -109,3 +109,12 @@ def test_differential_privacy_clips_adds_noise_and_accounts_epsilon(settings, tm
 def test_dp_needs_fedavg_with_dense_updates():
     with pytest.raises(ConfigError, match="differential privacy needs strategy=fedavg"):
         FederatedSettings(dp_noise_multiplier=1.0, strategy="fedmedian")
+
+
+def test_server_optimizers_keep_the_model_dtypes_so_later_rounds_are_accepted(settings, tmp_path):
+    from pathlib import Path
+
+    adam = settings.replace(run_dir=str(tmp_path / "adam"), strategy="fedadam", client_optimizer="sgd", lr=0.5)
+    simulate(adam, num_supernodes=4)
+    rows = read_rounds(Path(adam.run_dir))
+    assert [(r["accepted"], r["rejected"]) for r in rows[1:]] == [(4, 0), (4, 0)]

@@ -7,6 +7,7 @@ private ports and a marker in their environment, and kills every process carryin
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -31,7 +32,8 @@ BIN = Path(sys.executable).parent
 TAG = "TANDEM_FLWR_TEST"
 
 needs_flower_cli = pytest.mark.skipif(
-    shutil.which("flwr", path=str(BIN)) is None or shutil.which("flower-superlink", path=str(BIN)) is None,
+    shutil.which("flwr", path=str(BIN)) is None
+    or shutil.which("flower-superlink", path=str(BIN)) is None,
     reason="the flwr / flower-superlink commands are not installed next to this Python",
 )
 
@@ -64,30 +66,22 @@ def _stop_tagged(value: str, popens: list[subprocess.Popen], grace: float = 10.0
     """SIGTERM our process groups and every tagged process, SIGKILL what is left; returns leftovers."""
     for proc in popens:
         if proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
     for pid in _tagged(value):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + grace
     while _tagged(value) and time.monotonic() < deadline:
         for proc in popens:
             proc.poll()  # reap
         time.sleep(0.2)
     for pid in _tagged(value):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     for proc in popens:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
     time.sleep(0.5)
     return _tagged(value)
 
@@ -128,9 +122,13 @@ def test_pyproject_run_config_mirrors_the_settings():
     config = _app_table()["config"]
     defaults = FederatedSettings().to_run_config()
     assert set(config) - set(defaults) == set(), "unknown keys in [tool.flwr.app.config]"
-    assert set(defaults) - set(config) == set(), "settings missing from [tool.flwr.app.config] cannot be overridden"
+    assert set(defaults) - set(config) == set(), (
+        "settings missing from [tool.flwr.app.config] cannot be overridden"
+    )
     differ = {k for k in defaults if config[k] != defaults[k]}
-    assert differ <= FLWR_RUN_DEFAULTS, {k: (config[k], defaults[k]) for k in differ - FLWR_RUN_DEFAULTS}
+    assert differ <= FLWR_RUN_DEFAULTS, {
+        k: (config[k], defaults[k]) for k in differ - FLWR_RUN_DEFAULTS
+    }
     settings = FederatedSettings.from_config(config)
     assert settings.data_path == "" and settings.num_rounds <= 5
 
@@ -152,7 +150,13 @@ def test_fab_holds_the_app_packages_and_nothing_large():
 
     fab = build_fab_from_disk(REPO)
     names = zipfile.ZipFile(io.BytesIO(fab)).namelist()
-    for needed in ("pyproject.toml", "fl/server_app.py", "fl/client_app.py", "ranking/storage.py", "encoders/errors.py"):
+    for needed in (
+        "pyproject.toml",
+        "fl/server_app.py",
+        "fl/client_app.py",
+        "ranking/storage.py",
+        "encoders/errors.py",
+    ):
         assert needed in names
     top = {name.split("/")[0] for name in names}
     assert top <= {"pyproject.toml", "README.md", ".info", "fl", "ranking", "encoders"}, top
@@ -180,25 +184,37 @@ def test_flwr_run_local_simulation_with_three_supernodes(tmp_path, dataset):
     home = tmp_path / "flwr-home"
     tag = uuid.uuid4().hex
     env = _flower_env(
-        home, tag,
+        home,
+        tag,
         FLWR_LOCAL_SUPERLINK_HTTP_API_PORT=str(_free_port()),
         FLWR_LOCAL_CONTROL_API_PORT=str(_free_port()),
-    )  # fmt: skip
+    )
     run_config = (
         f"data-path='{dataset}' run-dir='{run_dir}' num-rounds=1 fraction-train=1.0 min-train-nodes=3 "
         "partition='dirichlet' n-clients=3 heldout-fraction=0.3 max-len=20 hidden=32 n-blocks=1"
     )
     command = [
-        str(BIN / "flwr"), "run", str(REPO), "local", "--stream",
-        "--federation-config", "num-supernodes=3 client-resources-num-cpus=2 init-args-num-cpus=2",
-        "--run-config", run_config,
-    ]  # fmt: skip
+        str(BIN / "flwr"),
+        "run",
+        str(REPO),
+        "local",
+        "--stream",
+        "--federation-config",
+        "num-supernodes=3 client-resources-num-cpus=2 init-args-num-cpus=2",
+        "--run-config",
+        run_config,
+    ]
     log = tmp_path / "flwr-run.log"
     popens: list[subprocess.Popen] = []
     try:
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                command,
+                cwd=tmp_path,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
             popens.append(proc)
             try:
@@ -214,11 +230,17 @@ def test_flwr_run_local_simulation_with_three_supernodes(tmp_path, dataset):
         # the SuperLink reports the run as finished and completed
         listing = subprocess.run(
             [str(BIN / "flwr"), "ls", "local", "--run-id", started.group(1), "--format", "json"],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert listing.returncode == 0, listing.stdout + listing.stderr
         run = json.loads(listing.stdout)["runs"][0]
-        assert run["status"] == "finished:completed", f"{run['status']}: {run['status-details']}\n{context}"
+        assert run["status"] == "finished:completed", (
+            f"{run['status']}: {run['status-details']}\n{context}"
+        )
 
         rows = [json.loads(line) for line in (run_dir / "rounds.jsonl").read_text().splitlines()]
         assert [r["round"] for r in rows] == [0, 1], context

@@ -1,0 +1,316 @@
+"""Deployment: a real SuperLink (TLS, SuperNode authentication) and two SuperNodes on 127.0.0.1.
+
+The test makes credentials with ``fl/deploy/make_certs.py``, starts ``flower-superlink`` with
+``--enable-supernode-auth``, registers the two SuperNodes' public keys with ``flwr supernode
+register``, starts two ``flower-supernode`` processes, each with its own local dataset file
+(``--node-config "data-path=..."``), submits the app with ``flwr run`` and checks the server's
+``rounds.jsonl``. A SuperNode whose key was never registered is turned away. Every process the test
+started (and everything they started: SuperExecs, the ServerApp, the ClientApps) is killed at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+TAG = "TANDEM_FLWR_TEST"
+
+pytestmark = pytest.mark.skipif(
+    any(
+        shutil.which(cmd, path=str(BIN)) is None
+        for cmd in ("flwr", "flower-superlink", "flower-supernode")
+    ),
+    reason="the Flower commands are not installed next to this Python",
+)
+
+
+# ---- processes (as in test_flwr_run.py) ------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tagged(value: str) -> list[int]:
+    """Ids of the live processes whose environment holds ``TAG=value``."""
+    marker = f"{TAG}={value}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+        except OSError:  # gone, a zombie, or not ours
+            continue
+    return pids
+
+
+def _stop_tagged(value: str, popens: list[subprocess.Popen], grace: float = 10.0) -> list[int]:
+    """SIGTERM our process groups and every tagged process, SIGKILL what is left; returns leftovers."""
+    for proc in popens:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+    for pid in _tagged(value):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _tagged(value) and time.monotonic() < deadline:
+        for proc in popens:
+            proc.poll()  # reap
+        time.sleep(0.2)
+    for pid in _tagged(value):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for proc in popens:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+    time.sleep(0.5)
+    return _tagged(value)
+
+
+def _tail(path: Path, n: int = 40) -> str:
+    if not path.exists():
+        return f"({path} missing)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+
+
+class Cluster:
+    """Processes started in their own sessions, with a shared marker in their environment."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tag = uuid.uuid4().hex
+        self.popens: list[subprocess.Popen] = []
+        self.logs: dict[str, Path] = {}
+
+    def env(self, home: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",  # SuperExecs are started by name
+            FLWR_HOME=str(home),
+            FLWR_DISABLE_UPDATE_CHECK="1",
+            FLWR_TELEMETRY_ENABLED="0",
+            **{TAG: self.tag},
+        )
+        return env
+
+    def start(self, name: str, command: list[str], home: Path) -> subprocess.Popen:
+        log = self.root / f"{name}.log"
+        self.logs[name] = log
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                command,
+                cwd=self.root,
+                env=self.env(home),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.popens.append(proc)
+        return proc
+
+    def cli(self, args: list[str], home: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / "flwr"), *args],
+            cwd=self.root,
+            env=self.env(home),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def context(self) -> str:
+        return "\n\n".join(f"--- {name}:\n{_tail(log)}" for name, log in self.logs.items())
+
+    def stop(self) -> list[int]:
+        return _stop_tagged(self.tag, self.popens)
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"process exited with {proc.returncode} before listening on {port}"
+            )
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing listens on port {port} after {timeout}s")
+
+
+# ---- data ------------------------------------------------------------------------------------
+
+
+def _write_data(root: Path) -> tuple[Path, list[Path]]:
+    """The whole dataset (the server's) and the training users split in two (one file per node)."""
+    from fl.settings import FederatedSettings
+    from fl.task import task_data
+    from ranking.data import Dataset
+    from ranking.storage import save_dataset
+    from simulations.datasets.synthetic import generate_world
+
+    dataset = generate_world(n_items=150, n_users=90, seed=0).dataset
+    whole = root / "data.npz"
+    save_dataset(dataset, whole)
+    train = task_data(FederatedSettings(data_path=str(whole), heldout_fraction=0.3)).train
+    nodes = []
+    for i, users in enumerate(np.array_split(np.unique(train.user), 2)):
+        local = Dataset(
+            name=f"node{i}",
+            catalog=dataset.catalog,
+            interactions=train.take(np.isin(train.user, users)),
+        )
+        path = root / f"node{i}.npz"
+        save_dataset(local, path)
+        nodes.append(path)
+    return whole, nodes
+
+
+# ---- the test --------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(240)
+def test_superlink_with_tls_and_authenticated_supernodes_runs_a_round(tmp_path):
+    certs = tmp_path / "certs"
+    made = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "fl" / "deploy" / "make_certs.py"),
+            str(certs),
+            "--supernodes",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    whole, node_files = _write_data(tmp_path)
+    run_dir = tmp_path / "run"
+    port = _free_port()
+
+    # the CLI's (and the SuperLink's) Flower home holds the SuperLink connection
+    home = tmp_path / "superlink-home"
+    home.mkdir()
+    (home / "config.toml").write_text(
+        f'[superlink]\ndefault = "deploy"\n\n[superlink.deploy]\naddress = "127.0.0.1:{port}"\n'
+        f'root-certificates = "{certs / "ca.crt"}"\n'
+    )
+
+    cluster = Cluster(tmp_path)
+    try:
+        superlink = cluster.start(
+            "superlink",
+            [
+                str(BIN / "flower-superlink"),
+                "--ssl-ca-certfile",
+                str(certs / "ca.crt"),
+                "--ssl-certfile",
+                str(certs / "server.crt"),
+                "--ssl-keyfile",
+                str(certs / "server.key"),
+                "--enable-supernode-auth",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--database",
+                str(tmp_path / "superlink.db"),
+                "--disable-runtime-dependency-installation",
+            ],
+            home,
+        )
+        _wait_for_port(port, superlink)
+
+        for i in (1, 2):  # supernode-3 stays unregistered
+            registered = cluster.cli(
+                ["supernode", "register", str(certs / f"supernode-{i}.pub"), "deploy"], home
+            )
+            assert registered.returncode == 0 and "registered successfully" in registered.stdout, (
+                registered.stdout + registered.stderr + cluster.context()
+            )
+
+        def supernode(i: int, data: Path, *extra: str) -> subprocess.Popen:
+            return cluster.start(
+                f"supernode-{i}",
+                [
+                    str(BIN / "flower-supernode"),
+                    "--superlink",
+                    f"127.0.0.1:{port}",
+                    "--root-certificates",
+                    str(certs / "ca.crt"),
+                    "--auth-supernode-private-key",
+                    str(certs / f"supernode-{i}"),
+                    "--port",
+                    str(_free_port()),
+                    "--node-config",
+                    f"data-path='{data}' partition-id={i - 1}",
+                    *extra,
+                ],
+                tmp_path / f"supernode-{i}-home",
+            )
+
+        intruder = supernode(3, node_files[0], "--max-retries", "1", "--max-wait-time", "5")
+        for i, data in enumerate(node_files, start=1):
+            supernode(i, data)
+
+        # an unregistered key is refused
+        assert intruder.wait(timeout=60) != 0, cluster.context()
+        assert "Failed to activate SuperNode" in cluster.logs["supernode-3"].read_text(), (
+            cluster.context()
+        )
+
+        run_config = (
+            f"data-path='{whole}' run-dir='{run_dir}' num-rounds=1 min-train-nodes=2 fraction-train=1.0 "
+            "heldout-fraction=0.3 max-len=20 hidden=32 n-blocks=1"
+        )
+        submitted = cluster.cli(
+            ["run", str(REPO), "deploy", "--stream", "--run-config", run_config], home, timeout=150
+        )
+        context = f"flwr run:\n{submitted.stdout[-4000:]}\n{submitted.stderr[-4000:]}\n{cluster.context()}"
+        assert submitted.returncode == 0, context
+        started = re.search(r"Successfully started run (\d+)", submitted.stdout)
+        assert started, context
+
+        listing = cluster.cli(
+            ["ls", "deploy", "--run-id", started.group(1), "--format", "json"], home
+        )
+        assert listing.returncode == 0, listing.stdout + listing.stderr
+        run = json.loads(listing.stdout)["runs"][0]
+        assert run["status"] == "finished:completed", (
+            f"{run['status']}: {run['status-details']}\n{context}"
+        )
+
+        rows = [json.loads(line) for line in (run_dir / "rounds.jsonl").read_text().splitlines()]
+        assert [r["round"] for r in rows] == [0, 1], context
+        first = rows[1]
+        assert first["aggregated"] and first["accepted"] == 2 and first["sampled"] == 2, first
+        assert first["rejected"] == 0 and first["dropped"] == 0, first
+
+        nodes = cluster.cli(["supernode", "list", "deploy", "--format", "json"], home)
+        assert nodes.returncode == 0, nodes.stdout + nodes.stderr
+        assert len(json.loads(nodes.stdout)["nodes"]) == 2  # the intruder never became a node
+    finally:
+        leftovers = cluster.stop()
+    assert leftovers == [], f"processes left running: {leftovers}"
