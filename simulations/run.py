@@ -30,6 +30,7 @@ from ranking.data import Dataset, Split, leave_one_out, temporal_split
 from ranking.errors import ConfigError, TandemError
 from ranking.evaluation import evaluate
 from ranking.storage import atomic_write_text
+from simulations.content import content_vectors
 from simulations.datasets.loader import load_with_path
 from simulations.report import print_table
 
@@ -50,11 +51,16 @@ def make_split(dataset: Dataset, cfg: DictConfig) -> Split:
     raise ConfigError(f"split.kind={kind!r} is not known; expected 'leave_one_out' or 'temporal'")
 
 
-def build_model(model_cfg: DictConfig, name: str) -> Any:
-    """Instantiate a model config (``_target_`` + settings) with a clear error on failure."""
+def build_model(model_cfg: DictConfig, name: str, content: np.ndarray | None = None) -> Any:
+    """Instantiate a model config (``_target_`` + settings) with a clear error on failure.
+
+    Content vectors (from the ``encoder/`` group) go to the models that take them.
+    """
     from hydra.utils import instantiate
 
     try:
+        if content is not None and "kind" in model_cfg:  # the neural sequence models
+            return instantiate(model_cfg, content=content)
         return instantiate(model_cfg)
     except Exception as exc:  # hydra wraps import and argument errors in its own types
         raise ConfigError(f"model {name!r} cannot be built from {OmegaConf.to_container(model_cfg)}: {exc}") from exc
@@ -130,10 +136,11 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> list[dict[str, Any]]
     if cfg.get("reference_model") and cfg.reference_model != model_name:
         models.append((str(cfg.reference_model), load_group_option("model", str(cfg.reference_model))))
 
+    content = content_vectors(OmegaConf.to_container(cfg.encoder, resolve=True), dataset.catalog, cfg.paths.cache_dir)
     rows: list[dict[str, Any]] = []
     for name, model_cfg in models:
         t1 = time.perf_counter()
-        model = fit_model(build_model(model_cfg, name), split)
+        model = fit_model(build_model(model_cfg, name, content), split)
         fit_s = time.perf_counter() - t1
         metrics = evaluate_model(model, split, cfg)
         rows.append(

@@ -1,0 +1,36 @@
+"""Content vectors for a run's catalog from the encoder/ group, trained once then cached."""
+
+import numpy as np
+import pytest
+
+import simulations.content as content
+from ranking.data import Catalog
+from ranking.errors import ConfigError
+from simulations.datasets.synthetic import generate_world
+
+TINY = {"kind": "tiny_trained", "modalities": ["text", "image"], "epochs": 1, "lr": 0.002, "seed": 0}
+
+
+def test_tiny_clip_is_trained_once_and_its_vectors_come_from_the_cache(tmp_path, monkeypatch):
+    catalog = generate_world(n_items=40, n_users=10).dataset.catalog
+    first = content.content_vectors(TINY, catalog, tmp_path)
+    assert first.shape == (40, 128)  # 64-d text + 64-d image
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again instead of loading the cached weights")
+
+    monkeypatch.setattr(content, "train_contrastive", no_training)
+    np.testing.assert_array_equal(content.content_vectors(TINY, catalog, tmp_path), first)
+    text_only = content.content_vectors({**TINY, "modalities": ["text"]}, catalog, tmp_path)
+    np.testing.assert_array_equal(text_only, first[:, :64])
+
+
+def test_none_and_bad_encoder_settings(tmp_path):
+    catalog = Catalog(ids=["a", "b"], text=["x", "y"], category=[-1, -1], category_names=())
+    assert content.content_vectors({"kind": "none"}, catalog, tmp_path) is None
+    with pytest.raises(ConfigError, match="no images"):
+        content.content_vectors({"kind": "openclip", "model": "ViT-B-32", "modalities": ["image"]}, catalog, tmp_path)
+    with pytest.raises(ConfigError, match="subset"):
+        content.content_vectors({"kind": "tiny_trained", "modalities": ["audio"]}, catalog, tmp_path)
+    with pytest.raises(ConfigError, match="encoder.kind"):
+        content.content_vectors({"kind": "bert"}, catalog, tmp_path)
