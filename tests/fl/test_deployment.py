@@ -10,12 +10,10 @@ started (and everything they started: SuperExecs, the ServerApp, the ClientApps)
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from processes import TAG, free_port, stop_tagged
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-TAG = "TANDEM_FLWR_TEST"
 
 pytestmark = pytest.mark.skipif(
     any(
@@ -37,54 +35,6 @@ pytestmark = pytest.mark.skipif(
     ),
     reason="the Flower commands are not installed next to this Python",
 )
-
-
-# ---- processes (as in test_flwr_run.py) ------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _tagged(value: str) -> list[int]:
-    """Ids of the live processes whose environment holds ``TAG=value``."""
-    marker = f"{TAG}={value}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
-                pids.append(int(entry.name))
-        except OSError:  # gone, a zombie, or not ours
-            continue
-    return pids
-
-
-def _stop_tagged(value: str, popens: list[subprocess.Popen], grace: float = 10.0) -> list[int]:
-    """SIGTERM our process groups and every tagged process, SIGKILL what is left; returns leftovers."""
-    for proc in popens:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-    for pid in _tagged(value):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while _tagged(value) and time.monotonic() < deadline:
-        for proc in popens:
-            proc.poll()  # reap
-        time.sleep(0.2)
-    for pid in _tagged(value):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    for proc in popens:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
-    time.sleep(0.5)
-    return _tagged(value)
 
 
 def _tail(path: Path, n: int = 40) -> str:
@@ -142,7 +92,7 @@ class Cluster:
         return "\n\n".join(f"--- {name}:\n{_tail(log)}" for name, log in self.logs.items())
 
     def stop(self) -> list[int]:
-        return _stop_tagged(self.tag, self.popens)
+        return stop_tagged(self.tag, self.popens)
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
@@ -208,7 +158,7 @@ def test_superlink_with_tls_and_authenticated_supernodes_runs_a_round(tmp_path):
     assert made.returncode == 0, made.stderr
     whole, node_files = _write_data(tmp_path)
     run_dir = tmp_path / "run"
-    port = _free_port()
+    port = free_port()
 
     # the CLI's (and the SuperLink's) Flower home holds the SuperLink connection
     home = tmp_path / "superlink-home"
@@ -263,7 +213,7 @@ def test_superlink_with_tls_and_authenticated_supernodes_runs_a_round(tmp_path):
                     "--auth-supernode-private-key",
                     str(certs / f"supernode-{i}"),
                     "--port",
-                    str(_free_port()),
+                    str(free_port()),
                     "--node-config",
                     f"data-path='{data}' partition-id={i - 1}",
                     *extra,

@@ -7,29 +7,25 @@ private ports and a marker in their environment, and kills every process carryin
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import tomllib
 import uuid
 import zipfile
 from pathlib import Path
 
 import pytest
+from processes import TAG, free_port, stop_tagged
 
 from fl.settings import FederatedSettings
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-TAG = "TANDEM_FLWR_TEST"
 
 needs_flower_cli = pytest.mark.skipif(
     shutil.which("flwr", path=str(BIN)) is None
@@ -39,51 +35,6 @@ needs_flower_cli = pytest.mark.skipif(
 
 
 # ---- processes -------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _tagged(value: str) -> list[int]:
-    """Ids of the live processes whose environment holds ``TAG=value``."""
-    marker = f"{TAG}={value}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
-                pids.append(int(entry.name))
-        except OSError:  # gone, a zombie, or not ours
-            continue
-    return pids
-
-
-def _stop_tagged(value: str, popens: list[subprocess.Popen], grace: float = 10.0) -> list[int]:
-    """SIGTERM our process groups and every tagged process, SIGKILL what is left; returns leftovers."""
-    for proc in popens:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-    for pid in _tagged(value):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while _tagged(value) and time.monotonic() < deadline:
-        for proc in popens:
-            proc.poll()  # reap
-        time.sleep(0.2)
-    for pid in _tagged(value):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    for proc in popens:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
-    time.sleep(0.5)
-    return _tagged(value)
 
 
 def _flower_env(home: Path, tag: str, **extra: str) -> dict[str, str]:
@@ -186,8 +137,8 @@ def test_flwr_run_local_simulation_with_three_supernodes(tmp_path, dataset):
     env = _flower_env(
         home,
         tag,
-        FLWR_LOCAL_SUPERLINK_HTTP_API_PORT=str(_free_port()),
-        FLWR_LOCAL_CONTROL_API_PORT=str(_free_port()),
+        FLWR_LOCAL_SUPERLINK_HTTP_API_PORT=str(free_port()),
+        FLWR_LOCAL_CONTROL_API_PORT=str(free_port()),
     )
     run_config = (
         f"data-path='{dataset}' run-dir='{run_dir}' num-rounds=1 fraction-train=1.0 min-train-nodes=3 "
@@ -248,5 +199,5 @@ def test_flwr_run_local_simulation_with_three_supernodes(tmp_path, dataset):
         assert "ndcg@10" in rows[1]
         assert (run_dir / "checkpoint.npz").exists()
     finally:
-        leftovers = _stop_tagged(tag, popens)
+        leftovers = stop_tagged(tag, popens)
     assert leftovers == [], f"processes left running: {leftovers}"

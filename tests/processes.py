@@ -1,0 +1,59 @@
+"""Processes started by the Flower tests: free ports, tagging and guaranteed cleanup."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+TAG = "TANDEM_FLWR_TEST"
+"""Environment variable that marks every process a test starts (value: a per-test id)."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tagged(value: str) -> list[int]:
+    """Ids of the live processes whose environment holds ``TAG=value``."""
+    marker = f"{TAG}={value}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+        except OSError:  # gone, a zombie, or not ours
+            continue
+    return pids
+
+
+def stop_tagged(value: str, popens: list[subprocess.Popen], grace: float = 10.0) -> list[int]:
+    """SIGTERM our process groups and every tagged process, SIGKILL what is left; returns leftovers."""
+    for proc in popens:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+    for pid in tagged(value):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while tagged(value) and time.monotonic() < deadline:
+        for proc in popens:
+            proc.poll()  # reap
+        time.sleep(0.2)
+    for pid in tagged(value):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for proc in popens:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+    time.sleep(0.5)
+    return tagged(value)
