@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from typing import Any
 
 from fl.client_app import make_client_app
 from fl.server_app import make_server_app
@@ -17,7 +18,12 @@ from fl.settings import FederatedSettings
 
 
 def simulate(settings: FederatedSettings, num_supernodes: int, num_cpus: int | None = None) -> None:
-    """Run the federated apps with ``num_supernodes`` virtual clients (Ray backend)."""
+    """Run tandem's federated apps with ``num_supernodes`` virtual clients (Ray backend)."""
+    simulate_apps(make_server_app(settings), make_client_app(settings), num_supernodes, num_cpus)
+
+
+def simulate_apps(server_app: Any, client_app: Any, num_supernodes: int, num_cpus: int | None = None) -> None:
+    """Run any ServerApp / ClientApp pair (e.g. the SecAgg+ pair) in the Simulation Runtime."""
     from flwr.simulation import run_simulation
 
     cpus = num_cpus or os.cpu_count() or 1
@@ -28,8 +34,8 @@ def simulate(settings: FederatedSettings, num_supernodes: int, num_cpus: int | N
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         run_simulation(
-            server_app=make_server_app(settings),
-            client_app=make_client_app(settings),
+            server_app=server_app,
+            client_app=client_app,
             num_supernodes=num_supernodes,
             backend_config=backend_config,
         )

@@ -1,0 +1,102 @@
+"""SecAgg+ for deployments: Flower's legacy workflow API (``SecAggPlusWorkflow`` + ``secaggplus_mod``).
+
+Secure aggregation exists in Flower 1.42 only in the legacy workflow API, so this module offers a
+second app pair that trains the same session model with the same shared ``train_epochs``, but lets the
+server see only the (masked, quantised) sum of the client updates, never one client's weights.
+Robust strategies, row-sparse updates and DP are not available on this path (SecAgg+ aggregates
+dense vectors of one fixed shape).
+
+``fl.secagg_app:client_app`` / ``fl.secagg_app:server_app`` can replace the default components in
+``[tool.flwr.app.components]`` for a deployment; :func:`make_secagg_apps` builds them with settings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import Context
+from flwr.client import ClientApp, NumPyClient
+from flwr.client.mod import secaggplus_mod
+from flwr.common import ndarrays_to_parameters
+from flwr.server import Grid, LegacyContext, ServerApp, ServerConfig
+from flwr.server.strategy import FedAvg
+from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+from flwr.server.workflow.constant import MAIN_PARAMS_RECORD
+
+from fl.client_app import client_interactions
+from fl.settings import FederatedSettings
+from fl.task import build_network, evaluate_state, get_state, set_state, task_data, train_config
+from ranking.storage import atomic_write_text
+from ranking.trainer import train_epochs
+
+
+class SessionModelClient(NumPyClient):
+    """Trains the session model on the node's own data; weights travel as an ordered list."""
+
+    def __init__(self, settings: FederatedSettings, context: Context) -> None:
+        self.settings = settings
+        self.interactions, self.pid, n_items = client_interactions(settings, context)
+        self.network = build_network(settings, n_items)
+        self.keys = list(get_state(self.network))
+
+    def get_parameters(self, config: dict[str, Any]) -> list[np.ndarray]:
+        return list(get_state(self.network).values())
+
+    def fit(self, parameters: list[np.ndarray], config: dict[str, Any]) -> tuple[list[np.ndarray], int, dict]:
+        set_state(self.network, dict(zip(self.keys, parameters, strict=True)))
+        round_ = int(config.get("server-round", 0) or 0)
+        cfg = train_config(self.settings, seed=self.settings.seed * 100_003 + round_ * 1_009 + self.pid)
+        torch.manual_seed(cfg.seed)
+        optimizer = None
+        if self.settings.client_optimizer == "sgd":
+            optimizer = torch.optim.SGD(self.network.parameters(), lr=self.settings.lr)
+        result = train_epochs(self.network, self.interactions.sequences(), cfg, self.settings.local_epochs,
+                              optimizer=optimizer)  # fmt: skip
+        # SecAgg+ weights updates by the example count, bounded by its max_weight: send a unit weight.
+        return self.get_parameters({}), 1, {"train-loss": float(result["loss"]) if result["n_targets"] else 0.0}
+
+
+def make_secagg_apps(
+    base: FederatedSettings | None = None, *, num_shares: float = 0.8, reconstruction_threshold: float = 0.6
+) -> tuple[ServerApp, ClientApp]:
+    """A (ServerApp, ClientApp) pair training with SecAgg+ (shares and threshold as fractions of clients)."""
+    base = base or FederatedSettings()
+
+    def client_fn(context: Context) -> Any:
+        settings = FederatedSettings.from_config(base.to_run_config(), dict(context.run_config))
+        return SessionModelClient(settings, context).to_client()
+
+    client_app = ClientApp(client_fn=client_fn, mods=[secaggplus_mod])
+    server_app = ServerApp()
+
+    @server_app.main()
+    def main(grid: Grid, context: Context) -> None:
+        settings = FederatedSettings.from_config(base.to_run_config(), dict(context.run_config))
+        data = task_data(settings)
+        initial = get_state(build_network(settings, data.dataset.catalog.n_items))
+        strategy = FedAvg(
+            fraction_fit=settings.fraction_train, fraction_evaluate=0.0, min_fit_clients=settings.min_train_nodes,
+            min_available_clients=settings.min_train_nodes, initial_parameters=ndarrays_to_parameters(list(initial.values())),
+        )  # fmt: skip
+        legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=settings.num_rounds), strategy=strategy)
+        workflow = DefaultWorkflow(
+            fit_workflow=SecAggPlusWorkflow(num_shares=num_shares, reconstruction_threshold=reconstruction_threshold)
+        )
+        workflow(grid, legacy)
+        final = dict(zip(initial, legacy.state.array_records[MAIN_PARAMS_RECORD].to_numpy_ndarrays(), strict=True))
+        final = {k: np.asarray(v, dtype=initial[k].dtype).reshape(initial[k].shape) for k, v in final.items()}
+        before = evaluate_state(settings, initial, data.heldout)
+        after = evaluate_state(settings, final, data.heldout)
+        run_dir = Path(settings.run_dir or "runs/secagg")
+        summary = {"rounds": settings.num_rounds, "ndcg@10_initial": before["ndcg@10"], "ndcg@10": after["ndcg@10"],
+                   "hr@10": after["hr@10"], "changed": any(not np.array_equal(final[k], initial[k]) for k in initial)}  # fmt: skip
+        atomic_write_text(run_dir / "secagg_summary.json", json.dumps(summary, indent=2))
+
+    return server_app, client_app
+
+
+server_app, client_app = make_secagg_apps()
