@@ -74,6 +74,8 @@ class TrainConfig:
         ``"uniform"`` or ``"popularity"`` (proportional to training counts) for the sampled losses.
     logq_correction:
         Subtract ``log q`` from the sampled-softmax logits (matters for popularity sampling).
+    in_batch_negatives:
+        Sampled softmax also uses the batch's own target items as negatives (two-tower style).
     clip_grad_norm:
         Gradient norm clipping threshold (``None`` or ``0``: no clipping).
     patience:
@@ -103,6 +105,7 @@ class TrainConfig:
     n_negatives: int = 256
     negative_sampling: str = "uniform"
     logq_correction: bool = True
+    in_batch_negatives: bool = False
     clip_grad_norm: float | None = 1.0
     patience: int = 10
     cover_history: bool = True
@@ -160,6 +163,15 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def batch_negatives(sampled: torch.Tensor, targets: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """The shared negatives of a sampled-softmax batch: the sampled ids, plus the batch's own
+    target items when ``cfg.in_batch_negatives`` (0-based ids; a row's own positive is masked later)."""
+    if not cfg.in_batch_negatives:
+        return sampled
+    in_batch = (targets[targets != PAD] - 1).unique()
+    return torch.cat([sampled, in_batch.to(sampled.dtype)])
+
+
 def _batch_loss(
     model: SequenceModel,
     inputs: torch.Tensor,
@@ -174,7 +186,7 @@ def _batch_loss(
         return cross_entropy_loss(hidden, targets, table)
     assert sampler is not None
     if cfg.loss == "sampled":
-        negatives = sampler.sample(cfg.n_negatives, rng).to(inputs.device)
+        negatives = batch_negatives(sampler.sample(cfg.n_negatives, rng).to(inputs.device), targets, cfg)
         log_q = sampler.log_q.to(inputs.device) if cfg.logq_correction else None
         return sampled_softmax_loss(hidden, targets, table, negatives, log_q)
     negatives = sampler.sample(tuple(targets.shape), rng).to(inputs.device)

@@ -5,8 +5,8 @@
 * The **session tower** is one of the sequence models of :mod:`ranking.models` (SASRec, GRU4Rec...)
   whose item table is replaced by the item tower (:class:`FusedItemTable`), so a session reads and
   scores items in the same space, and a session made of cold items still has a meaningful query.
-* Training is the shared :func:`ranking.trainer.train_epochs` (sampled softmax with logQ correction
-  by default, or full softmax).
+* Training is the shared :func:`ranking.trainer.train_epochs`: by default in-batch plus sampled
+  softmax (popularity-drawn negatives and the batch's own targets) with logQ correction.
 * Serving: every item vector goes into a :class:`ranking.retrieval.FaissIndex`; a session's last
   hidden state is the query. Items with no training interaction have their (untrained) ID vector
   marked absent, so cold-start items are found through their content alone.
@@ -83,7 +83,10 @@ class TwoTowerRetriever:
         train: TrainConfig | dict[str, Any] | None = None,
         index: dict[str, Any] | None = None,
     ) -> None:
-        defaults = {"loss": "sampled", "n_negatives": 256, "negative_sampling": "popularity", "progress": False}
+        defaults = {
+            "loss": "sampled", "n_negatives": 256, "negative_sampling": "popularity", "in_batch_negatives": True,
+            "progress": False,
+        }  # fmt: skip
         self.cfg = train if isinstance(train, TrainConfig) else TrainConfig.from_mapping({**defaults, **(train or {})})
         torch.manual_seed(self.cfg.seed)
         self.item_tower = ItemFusion(

@@ -216,3 +216,15 @@ def test_train_group_switches_to_the_literature_protocol() -> None:
     assert literature.cover_history is False and literature.max_len == 50 and literature.loss == "ce"
     original = instantiate(composed_model("model=sasrec", "train=original_sasrec"), n_items=7).cfg
     assert original.loss == "bce" and original.n_negatives == 1
+
+
+def test_in_batch_negatives_add_the_batch_targets_to_the_sampled_ones() -> None:
+    import torch
+
+    from ranking.trainer import TrainConfig, batch_negatives
+
+    sampled = torch.tensor([7, 8])
+    targets = torch.tensor([[0, 3, 5], [0, 2, 3]])  # padded, item + 1
+    assert batch_negatives(sampled, targets, TrainConfig()).tolist() == [7, 8]
+    with_batch = batch_negatives(sampled, targets, TrainConfig(in_batch_negatives=True)).tolist()
+    assert with_batch[:2] == [7, 8] and sorted(with_batch[2:]) == [1, 2, 4]
