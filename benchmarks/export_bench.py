@@ -39,7 +39,6 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from encoders.storage import atomic_write_text  # noqa: E402
 from fl.export import (  # noqa: E402
     OnDeviceScorer,
     export_onnx,
@@ -154,26 +153,14 @@ def main() -> None:
         for n_items in args.sizes:
             rows.extend(run(n_items, args.runs, args.warmup, args.seed, Path(tmp)))
 
-    from simulations.report import print_table
+    from simulations.report import print_table, write_results
 
     machine = (
         f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__.split('+')[0]}"
     )
     print_table(f"On-device export: SASRec scorer, size and batch-1 latency ({machine})", rows)
 
-    key = ("dataset", "method", "setting")
-    fresh = {tuple(r[c] for c in key) for r in rows}
-    old: list[dict] = []
-    if args.out.exists():
-        try:
-            old = [
-                r
-                for r in json.loads(args.out.read_text())
-                if tuple(r.get(c) for c in key) not in fresh
-            ]
-        except (ValueError, TypeError, AttributeError):
-            old = []
-    atomic_write_text(args.out, json.dumps(old + rows, indent=2) + "\n")
+    write_results(args.out, rows)
     print(f"wrote {args.out}")
 
 

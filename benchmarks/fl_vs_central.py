@@ -20,7 +20,6 @@ Writes ``benchmarks/results/fl_vs_central.json`` (rows of other runs already the
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -38,7 +37,7 @@ from ranking.evaluation import evaluate  # noqa: E402
 from ranking.storage import save_dataset  # noqa: E402
 from ranking.trainer import SequenceRecommender  # noqa: E402
 from simulations.flower_sim import simulate  # noqa: E402
-from simulations.report import print_table  # noqa: E402
+from simulations.report import print_table, write_results  # noqa: E402
 
 MACHINE = f"{platform.machine()}, {os.cpu_count()} cores"
 
@@ -149,9 +148,7 @@ def main() -> None:
             "client_updates_per_second", "epsilon", "seconds"]  # fmt: skip
     print_table("Federated vs central (held-out users, leave-one-out test, full ranking)", rows, cols)
     out = ROOT / "benchmarks" / "results" / "fl_vs_central.json"
-    old = json.loads(out.read_text()) if out.exists() else []
-    keys = {(r["dataset"], r["method"]) for r in rows}
-    out.write_text(json.dumps([r for r in old if (r["dataset"], r["method"]) not in keys] + rows, indent=2) + "\n")
+    write_results(out, rows, key=("dataset", "method"))
     print(f"wrote {out.relative_to(ROOT)}")
 
 

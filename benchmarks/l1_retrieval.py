@@ -33,7 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ranking.retrieval import FaissIndex, exact_topk, recall_at_k  # noqa: E402
-from ranking.storage import atomic_write_text  # noqa: E402
 
 K = 100
 METHODS = {
@@ -166,24 +165,12 @@ def main() -> None:
         for d in args.dims:
             rows.extend(run(n, d, args.methods, args.queries, n_latency, args.threads, args.seed))
 
-    from simulations.report import print_table
+    from simulations.report import print_table, write_results
 
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {args.threads} threads for QPS"
     print_table(f"L1 retrieval: top-{K} over {args.queries} queries ({machine})", rows)
 
-    key = ("dataset", "method", "setting")
-    fresh = {tuple(r[c] for c in key) for r in rows}
-    old: list[dict] = []
-    if args.out.exists():
-        try:
-            old = [
-                r
-                for r in json.loads(args.out.read_text())
-                if tuple(r.get(c) for c in key) not in fresh
-            ]
-        except (ValueError, TypeError, AttributeError):
-            old = []
-    atomic_write_text(args.out, json.dumps(old + rows, indent=2) + "\n")
+    write_results(args.out, rows)
     print(f"wrote {args.out}")
 
 

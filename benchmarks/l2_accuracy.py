@@ -13,7 +13,6 @@ Writes ``benchmarks/results/l2_accuracy.json`` (rows of other datasets/models al
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -29,7 +28,7 @@ from ranking.baselines import ItemKNN, MostPopular  # noqa: E402
 from ranking.data import leave_one_out  # noqa: E402
 from ranking.evaluation import evaluate  # noqa: E402
 from ranking.trainer import SequenceRecommender  # noqa: E402
-from simulations.report import print_table  # noqa: E402
+from simulations.report import print_table, write_results  # noqa: E402
 
 MODELS = ["pop", "itemknn", "sasrec", "gru4rec", "lstm", "longshort"]
 MACHINE = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads"
@@ -103,10 +102,7 @@ def main() -> None:
     print_table("L2 accuracy (leave-one-out, full ranking, test)", rows, cols)
     out = ROOT / "benchmarks" / "results" / "l2_accuracy.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    old = json.loads(out.read_text()) if out.exists() else []
-    keys = {(r["dataset"], r["method"], r["setting"]) for r in rows}
-    merged = [r for r in old if (r["dataset"], r["method"], r["setting"]) not in keys] + rows
-    out.write_text(json.dumps(merged, indent=2) + "\n")
+    write_results(out, rows)
     print(f"wrote {out.relative_to(ROOT)}")
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -40,3 +42,17 @@ def rows_table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str
 def print_table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> None:
     """Print ``rows`` as a table on stdout (wide enough for metric columns even when piped)."""
     Console(width=200).print(rows_table(title, rows, columns))
+
+
+def write_results(path: Path, rows: Sequence[dict[str, Any]], key: Sequence[str] = ("dataset", "method", "setting")) -> None:
+    """Write benchmark ``rows`` to ``path`` (atomically), keeping earlier rows whose ``key`` differs."""
+    from encoders.storage import atomic_write_text
+
+    fresh = {tuple(r.get(c) for c in key) for r in rows}
+    old: list[dict[str, Any]] = []
+    if path.exists():
+        try:
+            old = [r for r in json.loads(path.read_text()) if tuple(r.get(c) for c in key) not in fresh]
+        except (ValueError, TypeError, AttributeError):
+            old = []
+    atomic_write_text(path, json.dumps([*old, *rows], indent=2) + "\n")
