@@ -7,7 +7,8 @@ both are evaluated on the same held-out users (leave-one-out test target, full r
 
 Groups (``--groups``):
 
-* ``accuracy``: central vs federated (dense) vs federated row-sparse (+int8);
+* ``accuracy``: central vs federated (dense) vs federated row-sparse (+int8); every federated row
+  reports the last round and the round of best validation NDCG@10 (test NDCG@10 there);
 * ``robustness``: 20% of clients crashing every round; 10% Byzantine (sign-flipped, scaled x5)
   clients under FedAvg, FedMedian and Krum;
 * ``dp``: NDCG@10 against epsilon for several noise multipliers.
@@ -30,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fl.server_app import read_rounds  # noqa: E402
+from fl.server_app import best_round, read_rounds  # noqa: E402
 from fl.settings import FederatedSettings  # noqa: E402
 from fl.task import task_data  # noqa: E402
 from ranking.evaluation import evaluate  # noqa: E402
@@ -77,12 +78,17 @@ def federated_row(name: str, method: str, settings: FederatedSettings) -> dict:
     rows = read_rounds(Path(settings.run_dir))
     trained = [r for r in rows if r["round"] > 0]
     last = [r for r in rows if "ndcg@10" in r][-1]
+    best = best_round(rows) or last
     updates = sum(r["accepted"] for r in trained)
     row = {
         "dataset": name, "method": method,
-        "setting": f"{settings.strategy}, {settings.update_encoding}/{settings.quantize}, "
+        "setting": f"{settings.strategy} eta {settings.eta:g}, E={settings.local_epochs}, "
+                   f"{settings.update_encoding}/{settings.quantize}"
+                   f"{f' +{settings.sparse_extra_rows} rows' if settings.update_encoding == 'row-sparse' else ''}, "
                    f"{settings.num_rounds} rounds, {settings.fraction_train:.0%} of {n_clients} clients",
         "hr@10": last["hr@10"], "ndcg@10": last["ndcg@10"], "rounds_or_epochs": last["round"],
+        # model selection as central early stopping does: the round with the best validation NDCG@10
+        "best_round": best["round"], "hr@10_best_val": best["hr@10"], "ndcg@10_best_val": best["ndcg@10"],
         "bytes_per_round": sum(r["bytes_up"] for r in trained) / max(1, len(trained)),
         "bytes_down_per_round": sum(r["bytes_down"] for r in trained) / max(1, len(trained)),
         "client_updates_per_second": updates / max(1e-9, sum(r["seconds"] for r in trained)),
@@ -127,24 +133,30 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--no-central", action="store_true")
+    parser.add_argument("--eval-every", type=int, default=10)
+    parser.add_argument("--eta", type=float, default=FederatedSettings.eta, help="FedAdam server step size")
+    parser.add_argument("--methods", nargs="*", default=None, help="run only these methods of the groups")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="fl-bench-"))
     rows = []
     for name in args.datasets:
         base = FederatedSettings(
             data_path=str(dataset_file(name, workdir)), num_rounds=args.rounds, fraction_train=args.fraction,
-            partition="one_user_per_client", eval_every=max(1, args.rounds // 10),
+            partition="one_user_per_client", eval_every=args.eval_every, eta=args.eta,
         )  # fmt: skip
         if not args.no_central:
             rows.append(central_row(name, base))
             print(rows[-1], flush=True)
         for group in args.groups:
             for method, settings in experiments(group, base):
+                if args.methods and method not in args.methods:
+                    continue
                 run_dir = workdir / f"{name}-{method.replace(' ', '_').replace('%', 'pct')}"
                 rows.append(federated_row(name, method, settings.replace(run_dir=str(run_dir))))
                 rows[-1]["machine"] = MACHINE
                 print(rows[-1], flush=True)
-    cols = ["dataset", "method", "setting", "hr@10", "ndcg@10", "rounds_or_epochs", "bytes_per_round",
+    cols = ["dataset", "method", "setting", "hr@10", "ndcg@10", "rounds_or_epochs", "ndcg@10_best_val",
+            "best_round", "bytes_per_round",
             "client_updates_per_second", "epsilon", "seconds"]  # fmt: skip
     print_table("Federated vs central (held-out users, leave-one-out test, full ranking)", rows, cols)
     out = ROOT / "benchmarks" / "results" / "fl_vs_central.json"

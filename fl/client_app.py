@@ -4,7 +4,8 @@
   :func:`ranking.trainer.train_epochs` for ``local-epochs`` on the client's sequences (plain SGD
   by default, as in FedAvg / FedOpt; ``client-optimizer=adam`` for AdamW) (with
   FedProx's proximal term when the server asks for it), and replies with the new weights, dense or
-  row-sparse (only the embedding rows its data touched), optionally quantised, plus
+  row-sparse (only the embedding rows its data touched, plus the ``sparse-extra-rows`` rows
+  that moved most), optionally quantised, plus
   ``num-examples``, the training loss and the bytes it sends.
 * **evaluate**: HR@10 / NDCG@10 on the client's own last interaction (leave-one-out).
 
@@ -24,7 +25,12 @@ from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
-from fl.compression import encode_update, payload_bytes, touched_rows_from_sequences
+from fl.compression import (
+    encode_update,
+    largest_change_rows,
+    payload_bytes,
+    touched_rows_from_sequences,
+)
 from fl.settings import FederatedSettings
 from fl.strategies import UNIT_WEIGHT
 from fl.task import (
@@ -134,6 +140,10 @@ def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
         if settings.update_encoding == "row-sparse":
             windows, targets = sequence_windows(sequences, settings.max_len)
             touched = touched_rows_from_sequences(windows, targets)
+            if settings.sparse_extra_rows:
+                (key,) = EMBEDDING_KEYS
+                extra = largest_change_rows(new_state[key], global_state[key], settings.sparse_extra_rows, touched)
+                touched = np.union1d(touched, extra).astype(np.int64)
             keys = EMBEDDING_KEYS
         payload = encode_update(new_state, keys, touched, settings.quantize)
         metrics = MetricRecord({

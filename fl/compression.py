@@ -369,6 +369,30 @@ def touched_rows_from_sequences(*arrays: np.ndarray, padded: bool = True) -> np.
     return rows[rows != 0]
 
 
+def largest_change_rows(new_table: np.ndarray, old_table: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """The ``k`` rows (``int64``, sorted) whose update ``new - old`` has the largest L2 norm.
+
+    With a full-softmax loss every row moves a little (the push-down of the items that were not
+    the target); most of that movement sits in the few items the model wrongly ranked high. Sending
+    these rows besides the touched ones keeps that signal at a small, fixed cost per client.
+    Rows in ``exclude`` (already sent) and rows that did not move are never chosen; row 0 (the
+    padding row) neither.
+    """
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    new_table, old_table = np.asarray(new_table), np.asarray(old_table)
+    if new_table.shape != old_table.shape:
+        raise ValueError(f"table shapes differ: {new_table.shape} vs {old_table.shape}")
+    norms = np.linalg.norm((new_table.astype(np.float64) - old_table).reshape(len(new_table), -1), axis=1)
+    norms[0] = 0.0
+    if exclude is not None and len(exclude):
+        norms[np.asarray(exclude, dtype=np.int64)] = 0.0
+    k = min(k, int(np.count_nonzero(norms)))
+    if k == 0:
+        return np.empty(0, dtype=np.int64)
+    return np.sort(np.argpartition(-norms, k - 1)[:k]).astype(np.int64)
+
+
 def changed_rows(new_table: np.ndarray, old_table: np.ndarray) -> np.ndarray:
     """Indices (``int64``) of the rows where ``new_table`` differs from ``old_table``."""
     new_table, old_table = np.asarray(new_table), np.asarray(old_table)

@@ -14,7 +14,9 @@ and the update is aggregated when at least ``min-train-nodes`` valid replies arr
 After every round the server evaluates the global model on held-out users (HR@10, NDCG@10, full
 ranking), appends the round's metrics as one JSON line to ``<run-dir>/rounds.jsonl`` and writes a
 checkpoint (atomically). Started again with the same ``run-dir``, it resumes after the last
-completed round.
+completed round. The model of the round with the best validation NDCG@10 is kept as
+``best_model.pt`` (model selection as in central early stopping; the test target is never used
+to choose).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ log = logging.getLogger("tandem.fl")
 
 CHECKPOINT = "checkpoint.npz"
 ROUNDS = "rounds.jsonl"
+BEST_MODEL = "best_model.pt"
+FINAL_MODEL = "final_model.pt"
 
 
 def load_checkpoint(run_dir: Path) -> tuple[int, State] | None:
@@ -65,6 +69,24 @@ def load_checkpoint(run_dir: Path) -> tuple[int, State] | None:
 def save_checkpoint(run_dir: Path, round_: int, state: State) -> None:
     with atomic_path(run_dir / CHECKPOINT) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, __round__=np.array(round_), **state)
+
+
+def save_model(path: Path, state: State, settings: FederatedSettings, round_: int) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"state": state, "settings": settings.to_run_config(), "round": round_}, tmp)
+
+
+def evaluate_round(settings: FederatedSettings, state: State, heldout: Any) -> dict[str, float]:
+    """Test HR@10 / NDCG@10 and validation NDCG@10 of the global model on the held-out users."""
+    test = evaluate_state(settings, state, heldout, "test")
+    valid = evaluate_state(settings, state, heldout, "valid")
+    return {"hr@10": test["hr@10"], "ndcg@10": test["ndcg@10"], "val_ndcg@10": valid["ndcg@10"]}
+
+
+def best_round(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The evaluated round with the highest validation NDCG@10 (earliest on ties)."""
+    scored = [r for r in rows if "val_ndcg@10" in r]
+    return max(scored, key=lambda r: (r["val_ndcg@10"], -r["round"])) if scored else None
 
 
 def read_rounds(run_dir: Path) -> list[dict[str, Any]]:
@@ -132,8 +154,8 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
         log.info("resuming %s after round %d", run_dir, start)
     else:
         rows = []
-        initial = evaluate_state(settings, state, data.heldout)
-        rows.append({"round": 0, "hr@10": initial["hr@10"], "ndcg@10": initial["ndcg@10"]})
+        rows.append({"round": 0, **evaluate_round(settings, state, data.heldout)})
+        save_model(run_dir / BEST_MODEL, state, settings, 0)
     atomic_write_text(run_dir / ROUNDS, "".join(json.dumps(r) + "\n" for r in rows))
 
     strategy = make_strategy(settings, data.partition.n_clients)
@@ -175,15 +197,16 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
         if spent is not None:
             row.update({"epsilon": spent.epsilon, "delta": spent.delta})
         if round_ % settings.eval_every == 0 or round_ == settings.num_rounds:
-            result = evaluate_state(settings, state, data.heldout)
-            row.update({"hr@10": result["hr@10"], "ndcg@10": result["ndcg@10"]})
+            best_before = best_round(rows)
+            row.update(evaluate_round(settings, state, data.heldout))
+            if best_before is None or row["val_ndcg@10"] > best_before["val_ndcg@10"]:
+                save_model(run_dir / BEST_MODEL, state, settings, round_)
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
         save_checkpoint(run_dir, round_, state)
         atomic_write_text(run_dir / ROUNDS, "".join(json.dumps(r) + "\n" for r in rows))
         log.info("round %d: %s", round_, {k: v for k, v in row.items() if k != "rejections"})
-    with atomic_path(run_dir / "final_model.pt") as tmp:
-        torch.save({"state": state, "settings": settings.to_run_config()}, tmp)
+    save_model(run_dir / FINAL_MODEL, state, settings, settings.num_rounds)
     return rows
 
 

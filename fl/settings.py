@@ -44,7 +44,7 @@ class FederatedSettings:
     num_rounds: int = 20
     fraction_train: float = 0.1
     min_train_nodes: int = 2
-    local_epochs: int = 3
+    local_epochs: int = 1
     client_optimizer: str = "sgd"
     lr: float = 1.0
     batch_size: int = 128
@@ -55,8 +55,11 @@ class FederatedSettings:
     proximal_mu: float = 0.01
     server_lr: float = 1.0
     server_momentum: float = 0.9
-    eta: float = 2e-2
+    eta: float = 3e-3
     eta_l: float = 1e-3
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    tau: float = 1e-8
     num_malicious_nodes: int = 0
     num_nodes_to_select: int = 1
     trim_beta: float = 0.2
@@ -66,6 +69,7 @@ class FederatedSettings:
     dp_delta: float = 1e-5
     # communication
     update_encoding: str = "dense"
+    sparse_extra_rows: int = 200  # row-sparse: also send the rows that moved most (softmax negatives)
     quantize: str = "none"
     # faults and attacks (simulation only)
     drop_fraction: float = 0.0
@@ -81,12 +85,15 @@ class FederatedSettings:
             (self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {self.strategy!r}"),
             (self.update_encoding in ENCODINGS, f"update-encoding must be one of {ENCODINGS}"),
             (self.quantize in ("none", "fp16", "int8"), "quantize must be none, fp16 or int8"),
+            (self.sparse_extra_rows >= 0, "sparse-extra-rows must be >= 0"),
             (self.num_rounds >= 0, "num-rounds must be >= 0"),
             (0 < self.fraction_train <= 1, "fraction-train must lie in (0, 1]"),
             (self.min_train_nodes >= 1, "min-train-nodes must be >= 1"),
             (self.local_epochs >= 1, "local-epochs must be >= 1"),
             (self.client_optimizer in ("sgd", "adam"), "client-optimizer must be sgd or adam"),
             (self.lr > 0, "lr must be > 0"),
+            (self.eta > 0 and self.tau > 0, "eta and tau must be > 0"),
+            (0 <= self.beta_1 < 1 and 0 <= self.beta_2 < 1, "beta-1 and beta-2 must lie in [0, 1)"),
             (0 < self.heldout_fraction < 1, "heldout-fraction must lie in (0, 1)"),
             (0 <= self.drop_fraction < 1, "drop-fraction must lie in [0, 1)"),
             (0 <= self.byzantine_fraction < 1, "byzantine-fraction must lie in [0, 1)"),

@@ -29,6 +29,8 @@ def make_strategy(settings: FederatedSettings, n_clients: int) -> fs.Strategy:
         "min_train_nodes": settings.min_train_nodes,
         "min_available_nodes": settings.min_train_nodes,
     }
+    adaptive = {"eta": settings.eta, "eta_l": settings.eta_l, "beta_1": settings.beta_1,
+                "beta_2": settings.beta_2, "tau": settings.tau}  # fmt: skip
     name = settings.strategy
     if name == "fedavg":
         return fs.FedAvg(**common)
@@ -37,9 +39,9 @@ def make_strategy(settings: FederatedSettings, n_clients: int) -> fs.Strategy:
     if name == "fedavgm":
         return fs.FedAvgM(**common, server_learning_rate=settings.server_lr, server_momentum=settings.server_momentum)
     if name == "fedadam":
-        return fs.FedAdam(**common, eta=settings.eta, eta_l=settings.eta_l)
+        return fs.FedAdam(**common, **adaptive)
     if name == "fedyogi":
-        return fs.FedYogi(**common, eta=settings.eta, eta_l=settings.eta_l)
+        return fs.FedYogi(**common, **adaptive)
     if name == "krum":
         return fs.Krum(**common, num_malicious_nodes=settings.num_malicious_nodes)
     if name == "multikrum":

@@ -20,6 +20,7 @@ from ranking.data import Dataset, Interactions, Split, holdout_users
 from ranking.errors import ConfigError
 from ranking.evaluation import evaluate
 from ranking.models import SequenceModel, build_model
+from ranking.pipeline import NetworkScorer
 from ranking.storage import load_dataset
 from ranking.trainer import TrainConfig
 
@@ -108,22 +109,6 @@ def get_state(model: torch.nn.Module) -> State:
 
 def set_state(model: torch.nn.Module, state: State) -> None:
     model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}, strict=True)
-
-
-class NetworkScorer:
-    """Scores every item for a batch of histories with a bare network (the Scorer protocol)."""
-
-    def __init__(self, network: SequenceModel, max_len: int) -> None:
-        self.network = network
-        self.max_len = max_len
-
-    def score(self, histories: list[np.ndarray], users: np.ndarray) -> np.ndarray:
-        from ranking.data import pad_left
-
-        self.network.eval()
-        with torch.no_grad():
-            hidden = self.network.last_hidden(torch.from_numpy(pad_left(histories, self.max_len)))
-            return self.network.logits(hidden).numpy().astype(np.float32)
 
 
 def evaluate_state(settings: FederatedSettings, state: State, split: Split, stage: str = "test") -> dict[str, float]:

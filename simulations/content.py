@@ -35,9 +35,15 @@ def catalog_images(catalog: Catalog) -> list[Any] | None:
 
 def content_vectors(encoder_cfg: dict[str, Any], catalog: Catalog, cache_dir: str | Path) -> np.ndarray | None:
     """``[n_items, C]`` content vectors (text and/or image embeddings, concatenated), or ``None``."""
+    parts = content_parts(encoder_cfg, catalog, cache_dir)
+    return np.concatenate(list(parts.values()), axis=1) if parts else None
+
+
+def content_parts(encoder_cfg: dict[str, Any], catalog: Catalog, cache_dir: str | Path) -> dict[str, np.ndarray]:
+    """``{modality: [n_items, D]}`` embeddings of the configured modalities (empty for ``none``)."""
     kind = encoder_cfg.get("kind", "none")
     if kind == "none":
-        return None
+        return {}
     if kind not in ("tiny_trained", "openclip"):
         raise ConfigError(f"encoder.kind={kind!r} is not known; expected none, tiny_trained or openclip")
     modalities = list(encoder_cfg.get("modalities", MODALITIES))
@@ -55,12 +61,12 @@ def content_vectors(encoder_cfg: dict[str, Any], catalog: Catalog, cache_dir: st
             str(encoder_cfg["model"]), encoder_cfg.get("pretrained"), cache_dir=cache / "embeddings",
             batch_size=int(encoder_cfg.get("batch_size", 256)), num_threads=encoder_cfg.get("num_threads"),
         )  # fmt: skip
-    parts = []
+    parts: dict[str, np.ndarray] = {}
     if "text" in modalities:
-        parts.append(encoder.embed_texts(list(catalog.text)))
+        parts["text"] = encoder.embed_texts(list(catalog.text))
     if "image" in modalities:
-        parts.append(encoder.embed_images(images))
-    return np.concatenate(parts, axis=1)
+        parts["image"] = encoder.embed_images(images)
+    return parts
 
 
 def _trained_tiny_clip(cfg: dict[str, Any], catalog: Catalog, images: list[Any] | None, cache: Path) -> ClipEncoder:

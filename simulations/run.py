@@ -6,8 +6,9 @@ into the run directory.
 
 Examples
 --------
-``tandem-simulate``                                   default simulation on the synthetic world
-``tandem-simulate dataset=ml100k model=pop``          another dataset and model
+``tandem-simulate``                                   the whole chain on the synthetic world
+                                                      (mode=pipeline, simulations/pipeline.py)
+``tandem-simulate mode=central encoder=none dataset=ml100k model=pop``   one central model
 ``tandem-simulate -m seed=0,1,2 model=pop,itemknn``   a sweep
 """
 
@@ -116,8 +117,8 @@ def table_columns(ks: list[int]) -> list[str]:
 def run(cfg: DictConfig, output_dir: Path | None = None) -> list[dict[str, Any]]:
     """Run one configured experiment; returns the result rows (one per model)."""
     np.random.seed(int(cfg.seed))
-    if cfg.mode not in ("central", "federated"):
-        raise ConfigError(f"mode={cfg.mode!r} is not known; expected 'central' or 'federated'")
+    if cfg.mode not in ("central", "federated", "pipeline"):
+        raise ConfigError(f"mode={cfg.mode!r} is not known; expected 'pipeline', 'central' or 'federated'")
     t0 = time.perf_counter()
     dataset, data_path = load_with_path(
         OmegaConf.to_container(cfg.dataset, resolve=True),
@@ -127,6 +128,10 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> list[dict[str, Any]]
     load_s = time.perf_counter() - t0
     if cfg.mode == "federated":
         return run_federated_mode(cfg, dataset, data_path, output_dir)
+    if cfg.mode == "pipeline":
+        from simulations.pipeline import run_pipeline
+
+        return run_pipeline(cfg, dataset, data_path, output_dir)
     split = make_split(dataset, cfg.split)
     summary = dataset.summary()
     log.info("dataset %s: %s (%.2fs)", dataset.name, summary, load_s)
@@ -191,10 +196,11 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     except TandemError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    key = "ndcg@10" if cfg.mode == "federated" else f"ndcg@{int(cfg.eval.ks[0])}"
+    key = "ndcg@10" if cfg.mode != "central" else f"ndcg@{int(cfg.eval.ks[0])}"
     scored = [r for r in rows if key in r and r.get("round") != "central"]
-    # the sweep objective: the configured model's metric (central) or the last round's (federated)
-    return float(scored[-1 if cfg.mode == "federated" else 0][key]) if scored else None
+    # the sweep objective: the configured model's metric (central), the last round's (federated),
+    # the two-tier pipeline's (pipeline)
+    return float(scored[0 if cfg.mode == "central" else -1][key]) if scored else None
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from fl.compression import (
     changed_rows,
     decode_update,
     encode_update,
+    largest_change_rows,
     payload_bytes,
     quantize_int8,
     touched_rows_from_sequences,
@@ -122,6 +123,21 @@ def test_touched_rows_from_sequences_padded_and_raw():
     assert touched_rows_from_sequences(inputs, targets).tolist() == [1, 4, 8, 10]
     assert touched_rows_from_sequences(np.array([3, 0, 3, 7]), padded=False).tolist() == [1, 4, 8]
     assert touched_rows_from_sequences().tolist() == []
+
+
+def test_largest_change_rows_picks_the_biggest_moves_outside_the_sent_rows():
+    old = np.zeros((6, 2), np.float32)
+    new = old.copy()
+    new[0] = 9.0  # padding row: never chosen
+    new[1] = [3.0, 4.0]  # norm 5, but already sent
+    new[2] = [0.0, 2.0]
+    new[3] = [0.1, 0.0]
+    new[5] = [1.0, 1.0]
+    assert largest_change_rows(new, old, 2, exclude=np.array([1])).tolist() == [2, 5]
+    assert largest_change_rows(new, old, 10, exclude=np.array([1])).tolist() == [2, 3, 5]  # only rows that moved
+    assert largest_change_rows(new, old, 0).tolist() == []
+    with pytest.raises(ValueError, match="shapes differ"):
+        largest_change_rows(new, old[:3], 1)
 
 
 def test_changed_rows():

@@ -12,7 +12,7 @@ from ranking.errors import ConfigError, DataError
 from simulations.run import run
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
-TINY_WORLD = ["dataset.n_items=120", "dataset.n_users=80"]
+TINY_WORLD = ["mode=central", "encoder=none", "dataset.n_items=120", "dataset.n_users=80"]
 
 
 def composed(*overrides: str):

@@ -1,0 +1,148 @@
+"""The two-tier pipeline: L1 candidates from a FAISS-served retriever, re-ranked by an L2 model.
+
+One object serves both ways of using it:
+
+* **evaluation**: :class:`TwoTierPipeline` is a scorer for :func:`ranking.evaluation.evaluate` —
+  every item outside a session's L1 candidates scores ``-inf`` (so a target that L1 missed counts
+  as a miss), candidates get the L2 score (or, without an L2 model, their L1 order);
+* **serving**: :meth:`TwoTierPipeline.recommend` answers one session with the top-K items and the
+  time each stage took.
+
+The L1 side is anything with ``retrieve(histories, k, exclude_seen=...) -> int64 [B, k]`` (padded
+with ``-1``), e.g. :class:`ranking.two_tower.TwoTowerRetriever`; the L2 side anything with
+``score_candidates(histories, candidates) -> float32 [B, k]``, e.g. :class:`NetworkScorer`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from ranking.data import pad_left
+from ranking.errors import ConfigError
+from ranking.models import SequenceModel
+
+
+class CandidateSource(Protocol):
+    def retrieve(self, histories: list[np.ndarray], k: int, *, exclude_seen: bool = True) -> np.ndarray: ...
+
+
+class CandidateScorer(Protocol):
+    def score_candidates(self, histories: list[np.ndarray], candidates: np.ndarray) -> np.ndarray: ...
+
+
+class NetworkScorer:
+    """Scores items for a batch of histories with a bare sequence network (eval mode, no grad)."""
+
+    def __init__(self, network: SequenceModel, max_len: int) -> None:
+        self.network = network
+        self.max_len = max_len
+
+    def _hidden(self, histories: list[np.ndarray]) -> torch.Tensor:
+        self.network.eval()
+        return self.network.last_hidden(torch.from_numpy(pad_left(histories, self.max_len)))
+
+    def score(self, histories: list[np.ndarray], users: np.ndarray) -> np.ndarray:
+        """``float32 [B, n_items]``: every item (the evaluator's Scorer protocol)."""
+        with torch.no_grad():
+            return self.network.logits(self._hidden(histories)).numpy().astype(np.float32)
+
+    def score_candidates(self, histories: list[np.ndarray], candidates: np.ndarray) -> np.ndarray:
+        """``float32 [B, k]``: only the given item ids (``-1`` = no candidate, scored ``-inf``)."""
+        candidates = np.asarray(candidates, dtype=np.int64)
+        with torch.no_grad():
+            hidden = self._hidden(histories)
+            rows = self.network.item_table()[torch.from_numpy(np.maximum(candidates, 0) + 1)]  # [B, k, D]
+            scores = torch.einsum("bd,bkd->bk", hidden, rows).numpy().astype(np.float32)
+        scores[candidates < 0] = -np.inf
+        return scores
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One answered request: the top-K item ids and what each stage took (milliseconds)."""
+
+    items: np.ndarray
+    scores: np.ndarray
+    l1_ms: float
+    l2_ms: float
+
+    @property
+    def total_ms(self) -> float:
+        return self.l1_ms + self.l2_ms
+
+
+class TwoTierPipeline:
+    """L1 retrieval of ``n_candidates`` items, then L2 re-ranking of those candidates.
+
+    ``l2=None`` gives the L1-only pipeline (candidates in L1 order), the baseline a two-tier system
+    has to beat.
+    """
+
+    def __init__(self, l1: CandidateSource, l2: CandidateScorer | None, n_candidates: int = 100) -> None:
+        if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or n_candidates < 1:
+            raise ConfigError(f"n_candidates must be a positive integer, got {n_candidates!r}")
+        self.l1 = l1
+        self.l2 = l2
+        self.n_candidates = n_candidates
+
+    def candidates(self, histories: list[np.ndarray]) -> np.ndarray:
+        """``int64 [B, n_candidates]`` L1 candidates (seen items excluded, ``-1`` padded)."""
+        return np.asarray(self.l1.retrieve(histories, self.n_candidates, exclude_seen=True), dtype=np.int64)
+
+    def rank_candidates(self, histories: list[np.ndarray], candidates: np.ndarray) -> np.ndarray:
+        """``float32 [B, k]`` scores of the candidates: L2 scores, or descending L1 order."""
+        if self.l2 is not None:
+            return np.asarray(self.l2.score_candidates(histories, candidates), dtype=np.float32)
+        order = np.broadcast_to(-np.arange(candidates.shape[1], dtype=np.float32), candidates.shape).copy()
+        order[candidates < 0] = -np.inf
+        return order
+
+    def score(self, histories: list[np.ndarray], users: np.ndarray) -> np.ndarray:
+        """The evaluator's Scorer protocol: ``float32 [B, n_items]``, ``-inf`` outside the candidates."""
+        candidates = self.candidates(histories)
+        scores = self.rank_candidates(histories, candidates)
+        n_items = self.n_items
+        out = np.full((len(histories), n_items), -np.inf, dtype=np.float32)
+        rows, cols = np.nonzero(candidates >= 0)
+        out[rows, candidates[rows, cols]] = scores[rows, cols]
+        return out
+
+    @property
+    def n_items(self) -> int:
+        n = getattr(self.l1, "n_items", None)
+        if n is None:
+            raise ConfigError("the L1 candidate source must expose n_items to score whole catalogs")
+        return int(n)
+
+    def recommend(self, history: np.ndarray, k: int = 10) -> Recommendation:
+        """The top-``k`` items for one session, with per-stage wall times."""
+        if k < 1 or k > self.n_candidates:
+            raise ConfigError(f"k must lie in [1, n_candidates={self.n_candidates}], got {k}")
+        histories = [np.asarray(history, dtype=np.int64)]
+        t0 = time.perf_counter()
+        candidates = self.candidates(histories)
+        t1 = time.perf_counter()
+        scores = self.rank_candidates(histories, candidates)[0]
+        top = np.argsort(-scores, kind="stable")[:k]
+        t2 = time.perf_counter()
+        keep = np.isfinite(scores[top])
+        return Recommendation(
+            items=candidates[0, top][keep], scores=scores[top][keep], l1_ms=(t1 - t0) * 1e3, l2_ms=(t2 - t1) * 1e3
+        )
+
+
+def latency_summary(recommendations: list[Recommendation]) -> dict[str, float]:
+    """p50 / p99 milliseconds of each stage and of the whole request."""
+    if not recommendations:
+        raise ValueError("no requests to summarise")
+    out: dict[str, float] = {"requests": float(len(recommendations))}
+    for stage in ("l1", "l2", "total"):
+        ms = np.array([getattr(r, f"{stage}_ms") for r in recommendations])
+        out[f"{stage}_p50_ms"] = float(np.percentile(ms, 50))
+        out[f"{stage}_p99_ms"] = float(np.percentile(ms, 99))
+    return out

@@ -1,0 +1,141 @@
+"""``mode=pipeline``: the whole chain on one dataset (the default ``make simulate`` run).
+
+1. the encoder (``encoder=tiny_trained``: tandem's tiny CLIP trained on the catalog's (image, title)
+   pairs) embeds every item's text and image;
+2. L1: a two-tower retriever over the fused item vectors (text + image + ID) is trained on the
+   training users' sessions and served from a FAISS index (``index/`` group, HNSW by default);
+3. L2: the session model (``model/``, SASRec by default) is trained federatedly in a Flower
+   simulation (``fl/`` group), and the round with the best validation NDCG@10 is kept;
+4. evaluation on held-out users (they never train, as in every federated run): L1 only, L2 full
+   ranking, and the two-tier pipeline (L1 candidates re-ranked by L2), plus L1 recall, per-stage
+   latency of single requests and the bytes sent per round.
+
+The L1 retriever is trained centrally on the same training users (it needs no federated client
+code); the L2 model never sees raw interactions on the server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from fl.server_app import BEST_MODEL, best_round, read_rounds
+from fl.task import build_network, set_state, task_data
+from ranking.data import Dataset
+from ranking.errors import ConfigError
+from ranking.evaluation import evaluate
+from ranking.pipeline import NetworkScorer, TwoTierPipeline, latency_summary
+from ranking.storage import atomic_write_text
+from ranking.two_tower import TwoTowerRetriever, l1_recall
+from simulations.content import content_parts
+from simulations.federated import federated_settings
+from simulations.flower_sim import simulate
+from simulations.report import print_table
+
+log = logging.getLogger("tandem")
+
+INDEX_KEYS = ("factory", "ef_search", "ef_construction", "nprobe", "num_threads")
+
+
+def index_settings(index_cfg: DictConfig) -> dict[str, Any]:
+    """The FAISS settings of the ``index/`` group that the L1 retriever takes."""
+    return {k: v for k, v in OmegaConf.to_container(index_cfg, resolve=True).items() if k in INDEX_KEYS}
+
+
+def train_l1(cfg: DictConfig, dataset: Dataset, train: Any, parts: dict[str, np.ndarray]) -> TwoTowerRetriever:
+    l1 = cfg.pipeline.l1
+    retriever = TwoTowerRetriever(
+        n_items=dataset.catalog.n_items, text=parts.get("text"), image=parts.get("image"), use_id=bool(l1.use_id),
+        dim=int(l1.dim), session_model=str(l1.session_model),
+        model=OmegaConf.to_container(l1.model, resolve=True), fusion=OmegaConf.to_container(l1.fusion, resolve=True),
+        train={"epochs": int(l1.epochs), "seed": int(cfg.seed), "max_len": int(l1.max_len)},
+        index=index_settings(cfg.index),
+    )  # fmt: skip
+    return retriever.fit(train)
+
+
+def run_pipeline(cfg: DictConfig, dataset: Dataset, data_path: Path | None, output_dir: Path | None) -> list[dict[str, Any]]:
+    """Run the chain; prints three tables and writes ``metrics.json``; returns the accuracy rows."""
+    if data_path is None:
+        raise ConfigError("mode=pipeline needs paths.cache_dir: simulated clients read the cached dataset file")
+    if cfg.encoder.kind == "none":
+        raise ConfigError("mode=pipeline needs an encoder (encoder=tiny_trained or encoder=openclip) for L1")
+    output_dir = output_dir or Path(cfg.paths.cache_dir) / "pipeline-run"
+    settings = federated_settings(cfg, data_path, output_dir / "fl")
+    data = task_data(settings)
+    seconds: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    parts = content_parts(OmegaConf.to_container(cfg.encoder, resolve=True), dataset.catalog, cfg.paths.cache_dir)
+    seconds["encoder"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    retriever = train_l1(cfg, dataset, data.train, parts)
+    seconds["l1_train"] = time.perf_counter() - t0
+    log.info("L1 two-tower trained and indexed in %.1fs", seconds["l1_train"])
+
+    t0 = time.perf_counter()
+    simulate(settings, num_supernodes=data.partition.n_clients)
+    seconds["l2_federated"] = time.perf_counter() - t0
+    rounds = read_rounds(Path(settings.run_dir))
+    if len(rounds) <= 1:
+        raise ConfigError(f"the federated simulation wrote no rounds to {settings.run_dir}")
+    network = build_network(settings, dataset.catalog.n_items)
+    set_state(network, torch.load(Path(settings.run_dir) / BEST_MODEL, weights_only=False)["state"])
+    l2 = NetworkScorer(network, settings.max_len)
+
+    n_candidates = int(cfg.pipeline.n_candidates)
+    systems = {
+        f"L1 only ({retriever.index_settings['factory']}, top {n_candidates})": TwoTierPipeline(retriever, None, n_candidates),
+        "L2 full ranking (federated)": l2,
+        f"two-tier (L1 top {n_candidates} -> L2)": TwoTierPipeline(retriever, l2, n_candidates),
+    }  # fmt: skip
+    recall = l1_recall(retriever, data.heldout, "test", ks=(n_candidates,))[f"recall@{n_candidates}"]
+    rows = []
+    for name, scorer in systems.items():
+        result = evaluate(scorer, data.heldout, "test", ks=(10,))
+        rows.append({"system": name, "hr@10": result["hr@10"], "ndcg@10": result["ndcg@10"], "users": result["n_users"]})
+    rows[0][f"l1_recall@{n_candidates}"] = recall
+
+    pipeline = systems[f"two-tier (L1 top {n_candidates} -> L2)"]
+    assert isinstance(pipeline, TwoTierPipeline)
+    histories = data.heldout.history("test").sequences()
+    users = data.heldout.targets("test").user[: int(cfg.pipeline.latency_requests)]
+    latency = latency_summary([pipeline.recommend(histories[u], k=10) for u in users])
+
+    trained = [r for r in rounds if r["round"] > 0]
+    best = best_round(rounds) or rounds[-1]
+    federated = {
+        "rounds": len(trained), "clients": data.partition.n_clients, "best_round": best["round"],
+        "bytes_up_per_round": float(np.mean([r["bytes_up"] for r in trained])),
+        "bytes_down_per_round": float(np.mean([r["bytes_down"] for r in trained])),
+        "update_encoding": f"{settings.update_encoding}/{settings.quantize}", "strategy": settings.strategy,
+    }  # fmt: skip
+
+    summary = dataset.summary()
+    print_table(
+        f"{dataset.name}: {summary['items']} items, {summary['users']} users; {len(users)} held-out users "
+        f"(leave-one-out test, full catalog)",
+        rows, columns=["system", "hr@10", "ndcg@10", f"l1_recall@{n_candidates}", "users"],
+    )  # fmt: skip
+    print_table(
+        "per-stage latency of single requests (ms)",
+        [{"stage": s, "p50_ms": latency[f"{s}_p50_ms"], "p99_ms": latency[f"{s}_p99_ms"]} for s in ("l1", "l2", "total")],
+        columns=["stage", "p50_ms", "p99_ms"],
+    )  # fmt: skip
+    print_table(f"federated L2 ({settings.strategy}, {federated['update_encoding']})", [federated],
+                columns=["rounds", "clients", "best_round", "bytes_up_per_round", "bytes_down_per_round"])  # fmt: skip
+    print_table("wall time per stage (s)", [seconds], columns=list(seconds))
+    result = {
+        "config": OmegaConf.to_container(cfg, resolve=True), "dataset": summary, "results": rows,
+        "latency": latency, "federated": federated, "seconds": seconds,
+    }  # fmt: skip
+    atomic_write_text(output_dir / "metrics.json", json.dumps(result, indent=2, default=float))
+    return rows

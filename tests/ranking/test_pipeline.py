@@ -1,0 +1,108 @@
+"""The two-tier pipeline: candidates only, L2 order, L1 order, single requests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from builders import rule_log
+
+from ranking.data import leave_one_out
+from ranking.errors import ConfigError
+from ranking.evaluation import evaluate
+from ranking.models import build_model
+from ranking.pipeline import NetworkScorer, TwoTierPipeline, latency_summary
+
+N_ITEMS = 30
+
+
+class FixedCandidates:
+    """An L1 stand-in returning a known candidate list per history (its first item's neighbours)."""
+
+    n_items = N_ITEMS
+
+    def __init__(self, width: int = 5) -> None:
+        self.width = width
+
+    def retrieve(self, histories, k, *, exclude_seen=True):
+        out = np.full((len(histories), k), -1, dtype=np.int64)
+        for row, history in enumerate(histories):
+            ids = [(int(history[-1]) + j) % N_ITEMS for j in range(1, self.width + 1)]
+            ids = [i for i in ids if not (exclude_seen and i in set(history.tolist()))][:k]
+            out[row, : len(ids)] = ids
+        return out
+
+
+@pytest.fixture(scope="module")
+def scorer() -> NetworkScorer:
+    torch.manual_seed(0)
+    return NetworkScorer(build_model("sasrec", N_ITEMS, hidden=16, max_len=8, n_blocks=1), max_len=8)
+
+
+def histories() -> list[np.ndarray]:
+    return [np.array([1, 2, 3]), np.array([7, 8]), np.array([28, 29])]
+
+
+def test_candidate_scores_equal_the_full_ranking_scores(scorer):
+    hs = histories()
+    candidates = FixedCandidates().retrieve(hs, 5)
+    full = scorer.score(hs, np.arange(3))
+    got = scorer.score_candidates(hs, candidates)
+    np.testing.assert_allclose(got, np.take_along_axis(full, candidates, axis=1), rtol=1e-5, atol=1e-5)
+    padded = np.where(np.arange(5) < 2, candidates, -1)
+    assert np.isneginf(scorer.score_candidates(hs, padded)[:, 2:]).all()
+
+
+def test_two_tier_scores_only_candidates_with_l2_scores(scorer):
+    hs = histories()
+    pipeline = TwoTierPipeline(FixedCandidates(), scorer, n_candidates=5)
+    scores = pipeline.score(hs, np.arange(3))
+    candidates = FixedCandidates().retrieve(hs, 5)
+    full = scorer.score(hs, np.arange(3))
+    for row in range(3):
+        mask = np.zeros(N_ITEMS, dtype=bool)
+        mask[candidates[row]] = True
+        assert np.isneginf(scores[row, ~mask]).all()
+        np.testing.assert_allclose(scores[row, mask], full[row, mask], rtol=1e-5, atol=1e-5)
+
+
+def test_l1_only_keeps_the_retrieval_order():
+    pipeline = TwoTierPipeline(FixedCandidates(), None, n_candidates=5)
+    rec = pipeline.recommend(np.array([4, 5]), k=3)
+    assert rec.items.tolist() == [6, 7, 8]
+
+
+def test_a_target_outside_the_candidates_is_a_miss(scorer):
+    # rule log: the next item is always last + 1, which FixedCandidates(width=1) always proposes
+    log = rule_log(N_ITEMS, 40)
+    split = leave_one_out(log)
+    always = evaluate(TwoTierPipeline(FixedCandidates(width=1), None, 1), split, "test", ks=(10,))
+    assert always["hr@10"] == pytest.approx(1.0)
+
+    class Never(FixedCandidates):
+        def retrieve(self, histories, k, *, exclude_seen=True):
+            ids = super().retrieve(histories, k, exclude_seen=exclude_seen)
+            return np.where(ids >= 0, (ids + 5) % N_ITEMS, -1)
+
+    never = evaluate(TwoTierPipeline(Never(width=1), scorer, 1), split, "test", ks=(10,))
+    assert never["hr@10"] == 0.0
+
+
+def test_recommend_ranks_candidates_by_l2_and_times_each_stage(scorer):
+    pipeline = TwoTierPipeline(FixedCandidates(), scorer, n_candidates=5)
+    history = np.array([10, 11, 12])
+    rec = pipeline.recommend(history, k=3)
+    candidates = FixedCandidates().retrieve([history], 5)[0]
+    l2 = scorer.score_candidates([history], candidates[None])[0]
+    assert rec.items.tolist() == candidates[np.argsort(-l2, kind="stable")[:3]].tolist()
+    assert np.all(np.diff(rec.scores) <= 0)
+    assert rec.l1_ms > 0 and rec.l2_ms > 0 and rec.total_ms == pytest.approx(rec.l1_ms + rec.l2_ms)
+    summary = latency_summary([rec, pipeline.recommend(history, k=3)])
+    assert summary["requests"] == 2 and summary["total_p99_ms"] >= summary["total_p50_ms"] > 0
+
+
+def test_bad_settings_are_refused(scorer):
+    with pytest.raises(ConfigError, match="n_candidates"):
+        TwoTierPipeline(FixedCandidates(), scorer, n_candidates=0)
+    with pytest.raises(ConfigError, match="k must lie"):
+        TwoTierPipeline(FixedCandidates(), scorer, n_candidates=5).recommend(np.array([1]), k=6)

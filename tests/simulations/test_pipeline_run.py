@@ -1,0 +1,52 @@
+"""``mode=pipeline``: the whole chain (CLIP -> L1 over FAISS -> federated L2 -> two-tier) end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from ranking.errors import ConfigError
+from simulations.run import run
+
+CONF = str(Path(__file__).resolve().parents[2] / "conf")
+SMALL_CHAIN = [
+    "dataset.n_items=150", "dataset.n_users=120", "encoder.epochs=2", "pipeline.l1.epochs=3",
+    "pipeline.latency_requests=20", "fl.num_rounds=2", "fl.partition=users_per_client", "fl.users_per_client=27",
+    "fl.fraction_train=1.0", "fl.heldout_fraction=0.2",
+]  # fmt: skip
+
+
+def composed(*overrides: str):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def test_the_default_run_is_the_whole_chain():
+    cfg = composed()
+    assert cfg.mode == "pipeline" and cfg.encoder.kind == "tiny_trained" and cfg.index.factory.startswith("HNSW")
+
+
+def test_pipeline_run_reports_every_tier(tmp_path, capsys):
+    rows = run(composed(*SMALL_CHAIN, f"paths.cache_dir={tmp_path / 'cache'}"), output_dir=tmp_path)
+    systems = [r["system"] for r in rows]
+    assert systems[0].startswith("L1 only") and systems[1].startswith("L2 full") and systems[2].startswith("two-tier")
+    l1, l2, two_tier = rows
+    recall = l1["l1_recall@100"]
+    # a two-tier hit is an L1 candidate: HR@10 can never exceed L1 recall@100
+    assert recall > 0 and two_tier["hr@10"] <= recall + 1e-9
+    assert all(0 <= r["ndcg@10"] <= r["hr@10"] <= 1 for r in rows)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["federated"]["rounds"] == 2 and saved["federated"]["bytes_up_per_round"] > 0
+    assert saved["latency"]["requests"] == 20 and saved["latency"]["total_p99_ms"] > 0
+    assert (tmp_path / "fl" / "best_model.pt").exists()
+    out = capsys.readouterr().out
+    assert "two-tier" in out and "p99_ms" in out and "bytes_up_per_round" in out
+
+
+def test_pipeline_needs_an_encoder(tmp_path):
+    with pytest.raises(ConfigError, match="needs an encoder"):
+        without_encoder = [o for o in SMALL_CHAIN if not o.startswith("encoder.")]
+        run(composed(*without_encoder, "encoder=none", f"paths.cache_dir={tmp_path}"), output_dir=tmp_path)
