@@ -103,6 +103,19 @@ def clipping_when_asked_mod(msg: Message, context: Context, call_next: Any) -> M
     return call_next(msg, context)
 
 
+def rows_to_send(settings: FederatedSettings, sequences: Any, new_state: State, global_state: State) -> np.ndarray:
+    """Embedding rows of a row-sparse update: the rows the client's data touched, plus the
+    ``sparse-extra-rows`` other rows whose local update has the largest norm (the softmax
+    push-down of wrongly high-ranked items, which full cross-entropy spreads over every row)."""
+    windows, targets = sequence_windows(sequences, settings.max_len)
+    touched = touched_rows_from_sequences(windows, targets)
+    if not settings.sparse_extra_rows:
+        return touched
+    (key,) = EMBEDDING_KEYS
+    extra = largest_change_rows(new_state[key], global_state[key], settings.sparse_extra_rows, touched)
+    return np.union1d(touched, extra).astype(np.int64)
+
+
 def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
     """A ClientApp whose defaults are ``base`` (overridden by the run config and the server)."""
     base = base or FederatedSettings()
@@ -135,16 +148,11 @@ def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
         if _is_byzantine(settings.seed, pid, settings.byzantine_fraction):
             delta = byzantine(state_delta(new_state, global_state), settings.byzantine_mode, settings.byzantine_factor)
             new_state = apply_delta(global_state, delta)
-        touched: np.ndarray | dict[str, np.ndarray] = np.empty(0, dtype=np.int64)
         keys: tuple[str, ...] = ()
+        touched = np.empty(0, dtype=np.int64)
         if settings.update_encoding == "row-sparse":
-            windows, targets = sequence_windows(sequences, settings.max_len)
-            touched = touched_rows_from_sequences(windows, targets)
-            if settings.sparse_extra_rows:
-                (key,) = EMBEDDING_KEYS
-                extra = largest_change_rows(new_state[key], global_state[key], settings.sparse_extra_rows, touched)
-                touched = np.union1d(touched, extra).astype(np.int64)
             keys = EMBEDDING_KEYS
+            touched = rows_to_send(settings, sequences, new_state, global_state)
         payload = encode_update(new_state, keys, touched, settings.quantize)
         metrics = MetricRecord({
             "num-examples": int(result["n_targets"]),

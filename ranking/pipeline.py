@@ -80,19 +80,25 @@ class TwoTierPipeline:
     """L1 retrieval of ``n_candidates`` items, then L2 re-ranking of those candidates.
 
     ``l2=None`` gives the L1-only pipeline (candidates in L1 order), the baseline a two-tier system
-    has to beat.
+    has to beat. ``exclude_seen`` drops the session's own items from the L1 candidates; it is off by
+    default because repeat consumption is common (43% of the synthetic world's test targets are
+    repeats) and the evaluator already removes seen items other than the target.
     """
 
-    def __init__(self, l1: CandidateSource, l2: CandidateScorer | None, n_candidates: int = 100) -> None:
+    def __init__(
+        self, l1: CandidateSource, l2: CandidateScorer | None, n_candidates: int = 100, *, exclude_seen: bool = False
+    ) -> None:
         if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or n_candidates < 1:
             raise ConfigError(f"n_candidates must be a positive integer, got {n_candidates!r}")
         self.l1 = l1
         self.l2 = l2
         self.n_candidates = n_candidates
+        self.exclude_seen = exclude_seen
 
     def candidates(self, histories: list[np.ndarray]) -> np.ndarray:
-        """``int64 [B, n_candidates]`` L1 candidates (seen items excluded, ``-1`` padded)."""
-        return np.asarray(self.l1.retrieve(histories, self.n_candidates, exclude_seen=True), dtype=np.int64)
+        """``int64 [B, n_candidates]`` L1 candidates (``-1`` padded)."""
+        ids = self.l1.retrieve(histories, self.n_candidates, exclude_seen=self.exclude_seen)
+        return np.asarray(ids, dtype=np.int64)
 
     def rank_candidates(self, histories: list[np.ndarray], candidates: np.ndarray) -> np.ndarray:
         """``float32 [B, k]`` scores of the candidates: L2 scores, or descending L1 order."""

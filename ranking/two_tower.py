@@ -146,12 +146,14 @@ def l1_recall(
     ks: tuple[int, ...] = (100, 500),
     groups: dict[str, np.ndarray] | None = None,
     batch_size: int = 512,
+    exclude_seen: bool = True,
 ) -> dict[str, float]:
     """Recall@K of the true next item among L1 candidates, overall and per target group.
 
     ``groups`` maps a name to a boolean mask over items (e.g. ``{"cold": never_trained}``); a target
     belongs to a group when its item does. Keys look like ``recall@100``, ``cold_recall@100`` and
-    ``cold_n``.
+    ``cold_n``. ``exclude_seen=False`` lets the session's own items be candidates (repeat
+    consumption), as :class:`ranking.pipeline.TwoTierPipeline` does by default.
     """
     targets = split.targets(stage)
     seqs = split.history(stage).sequences()
@@ -160,7 +162,7 @@ def l1_recall(
     found = np.zeros((len(users), len(ks)), dtype=bool)
     for lo in range(0, len(users), batch_size):
         rows = slice(lo, lo + batch_size)
-        ids = retriever.retrieve([seqs[u] for u in users[rows]], kmax)
+        ids = retriever.retrieve([seqs[u] for u in users[rows]], kmax, exclude_seen=exclude_seen)
         for j, k in enumerate(ks):
             found[rows, j] = (ids[:, :k] == items[rows, None]).any(axis=1)
     out: dict[str, float] = {"n": float(len(users))}

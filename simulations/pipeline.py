@@ -97,7 +97,7 @@ def run_pipeline(cfg: DictConfig, dataset: Dataset, data_path: Path | None, outp
         "L2 full ranking (federated)": l2,
         f"two-tier (L1 top {n_candidates} -> L2)": TwoTierPipeline(retriever, l2, n_candidates),
     }  # fmt: skip
-    recall = l1_recall(retriever, data.heldout, "test", ks=(n_candidates,))[f"recall@{n_candidates}"]
+    recall = l1_recall(retriever, data.heldout, "test", ks=(n_candidates,), exclude_seen=False)[f"recall@{n_candidates}"]
     rows = []
     for name, scorer in systems.items():
         result = evaluate(scorer, data.heldout, "test", ks=(10,))

@@ -4,10 +4,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 
 from encoders.errors import ConfigError
-from fl.server_app import _decode_replies, read_rounds
+from fl.server_app import _decode_replies, best_round, read_rounds
 from fl.settings import FederatedSettings
 from fl.task import build_network, get_state, task_data, to_array_record
 from ranking.storage import save_dataset
@@ -51,6 +52,26 @@ def test_partition_table_and_checkpoint_are_saved(settings, two_rounds):
     assert (run_dir / "checkpoint.npz").exists() and (run_dir / "final_model.pt").exists()
 
 
+def test_the_best_validation_round_is_kept(settings, two_rounds):
+    from pathlib import Path
+
+    assert all("val_ndcg@10" in r for r in two_rounds)
+    best = best_round(two_rounds)
+    assert best["val_ndcg@10"] == max(r["val_ndcg@10"] for r in two_rounds)
+    saved = torch.load(Path(settings.run_dir) / "best_model.pt", weights_only=False)
+    assert saved["round"] == best["round"]
+    if best["round"] == 2:  # the last round's model is also the final one
+        final = torch.load(Path(settings.run_dir) / "final_model.pt", weights_only=False)
+        assert all(np.array_equal(final["state"][k], v) for k, v in saved["state"].items())
+
+
+def test_best_round_prefers_the_earliest_of_equal_validation_scores():
+    rows = [{"round": 0, "val_ndcg@10": 0.1}, {"round": 1}, {"round": 2, "val_ndcg@10": 0.3},
+            {"round": 3, "val_ndcg@10": 0.3}, {"round": 4, "val_ndcg@10": 0.2}]  # fmt: skip
+    assert best_round(rows)["round"] == 2
+    assert best_round([{"round": 1}]) is None
+
+
 def test_an_interrupted_run_resumes_at_the_right_round(settings, two_rounds):
     from pathlib import Path
 
@@ -92,6 +113,9 @@ def test_settings_reject_unknown_keys_and_bad_values():
     with pytest.raises(ConfigError, match="expects int"):
         FederatedSettings.from_config({"num-rounds": "many"})
     assert FederatedSettings.from_config({"num-rounds": "3"}, {"num_rounds": 4}).num_rounds == 4
+    for bad, message in [({"tau": 0}, "tau"), ({"beta-2": 1.0}, "beta-2"), ({"sparse-extra-rows": -1}, "sparse-extra-rows")]:
+        with pytest.raises(ConfigError, match=message):
+            FederatedSettings.from_config(bad)
 
 
 def test_differential_privacy_clips_adds_noise_and_accounts_epsilon(settings, tmp_path):
@@ -118,3 +142,22 @@ def test_server_optimizers_keep_the_model_dtypes_so_later_rounds_are_accepted(se
     simulate(adam, num_supernodes=4)
     rows = read_rounds(Path(adam.run_dir))
     assert [(r["accepted"], r["rejected"]) for r in rows[1:]] == [(4, 0), (4, 0)]
+
+
+def test_row_sparse_client_sends_its_rows_plus_the_rows_that_moved_most(settings):
+    from fl.client_app import rows_to_send
+    from fl.task import EMBEDDING_KEYS
+
+    (key,) = EMBEDDING_KEYS
+    sparse = settings.replace(update_encoding="row-sparse", sparse_extra_rows=3)
+    data = task_data(sparse)
+    sequences = data.partition.client_interactions(data.train, 0).sequences()
+    own = np.unique(data.partition.client_interactions(data.train, 0).item + 1)
+    old = get_state(build_network(sparse, 150))
+    new = {k: v.copy() for k, v in old.items()}
+    outside = np.setdiff1d(np.arange(1, 151), own)[:5]
+    new[key][outside] += np.array([5.0, 4.0, 0.5, 3.0, 0.1], dtype=np.float32)[:, None]  # three clear winners
+    new[key][0] += 9.0  # the padding row is never sent
+    rows = rows_to_send(sparse, sequences, new, old)
+    assert rows.tolist() == sorted(set(own.tolist()) | set(outside[[0, 1, 3]].tolist()))
+    assert rows_to_send(sparse.replace(sparse_extra_rows=0), sequences, new, old).tolist() == own.tolist()
