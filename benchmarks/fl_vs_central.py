@@ -9,8 +9,9 @@ Groups (``--groups``):
 
 * ``accuracy``: central vs federated (dense) vs federated row-sparse (+int8); every federated row
   reports the last round and the round of best validation NDCG@10 (test NDCG@10 there);
-* ``robustness``: 20% of clients crashing every round; 10% Byzantine (sign-flipped, scaled x5)
-  clients under FedAvg, FedMedian and Krum;
+* ``robustness``: 20% of clients crashing every round (against the same FedAdam run without); 10%
+  Byzantine clients (updates scaled by -5) under FedAvg, FedMedian, Krum and MultiKrum, each against
+  its clean run;
 * ``dp``: NDCG@10 against epsilon for several noise multipliers.
 
     .venv/bin/python benchmarks/fl_vs_central.py --datasets synthetic --groups accuracy --rounds 100
@@ -110,13 +111,21 @@ def experiments(group: str, base: FederatedSettings) -> list[tuple[str, Federate
         ]
     if group == "robustness":
         byz = {"byzantine_fraction": 0.1, "byzantine_mode": "scale", "byzantine_factor": -5.0}
+        n_sampled = base.sample_size(task_data(base).partition.n_clients)
+        n_byzantine = round(0.1 * n_sampled)
         return [
-            ("fedavg clean", base.replace(strategy="fedavg")),
+            ("fedadam clean", base),
             ("fedadam 20% dropping", base.replace(drop_fraction=0.2)),
+            ("fedavg clean", base.replace(strategy="fedavg")),
             ("fedavg 10% byzantine", base.replace(strategy="fedavg", **byz)),
             ("fedmedian 10% byzantine", base.replace(strategy="fedmedian", **byz)),
             ("fedmedian clean", base.replace(strategy="fedmedian")),
-            ("krum 10% byzantine", base.replace(strategy="krum", num_malicious_nodes=10, **byz)),
+            ("krum 10% byzantine", base.replace(strategy="krum", num_malicious_nodes=n_byzantine, **byz)),
+            ("krum clean", base.replace(strategy="krum", num_malicious_nodes=n_byzantine)),
+            ("multikrum 10% byzantine", base.replace(strategy="multikrum", num_malicious_nodes=n_byzantine,
+                                                     num_nodes_to_select=n_sampled - 2 * n_byzantine, **byz)),
+            ("multikrum clean", base.replace(strategy="multikrum", num_malicious_nodes=n_byzantine,
+                                             num_nodes_to_select=n_sampled - 2 * n_byzantine)),
         ]
     if group == "dp":
         return [
