@@ -164,7 +164,7 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> list[dict[str, Any]]
     return rows
 
 
-FEDERATED_COLUMNS = ["round", "accepted", "dropped", "rejected", "train_loss", "hr@10", "ndcg@10", "bytes_up",
+FEDERATED_COLUMNS = ["round", "accepted", "dropped", "rejected", "train_loss", "hr@10", "ndcg@10", "val_ndcg@10", "bytes_up",
                      "seconds"]  # fmt: skip
 
 
