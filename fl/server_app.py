@@ -38,13 +38,14 @@ from fl.strategies import make_strategy
 from fl.task import (
     State,
     build_network,
-    evaluate_state,
     from_array_record,
     get_state,
+    state_scorer,
     task_data,
     to_array_record,
 )
 from fl.validation import RejectedUpdate
+from ranking.evaluation import evaluate
 from ranking.storage import atomic_path, atomic_write_text
 
 log = logging.getLogger("tandem.fl")
@@ -78,8 +79,9 @@ def save_model(path: Path, state: State, settings: FederatedSettings, round_: in
 
 def evaluate_round(settings: FederatedSettings, state: State, heldout: Any) -> dict[str, float]:
     """Test HR@10 / NDCG@10 and validation NDCG@10 of the global model on the held-out users."""
-    test = evaluate_state(settings, state, heldout, "test")
-    valid = evaluate_state(settings, state, heldout, "valid")
+    scorer = state_scorer(settings, state)
+    test = evaluate(scorer, heldout, "test", ks=(10,))
+    valid = evaluate(scorer, heldout, "valid", ks=(10,))
     return {"hr@10": test["hr@10"], "ndcg@10": test["ndcg@10"], "val_ndcg@10": valid["ndcg@10"]}
 
 

@@ -111,9 +111,13 @@ def set_state(model: torch.nn.Module, state: State) -> None:
     model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}, strict=True)
 
 
+def state_scorer(settings: FederatedSettings, state: State) -> NetworkScorer:
+    """A scorer for the model holding ``state`` (built once, for as many evaluations as needed)."""
+    network = build_network(settings, task_data(settings).dataset.catalog.n_items)
+    set_state(network, state)
+    return NetworkScorer(network, settings.max_len)
+
+
 def evaluate_state(settings: FederatedSettings, state: State, split: Split, stage: str = "test") -> dict[str, float]:
     """HR@10 / NDCG@10 (full ranking, seen filtered) of the model holding ``state``."""
-    data = task_data(settings)
-    network = build_network(settings, data.dataset.catalog.n_items)
-    set_state(network, state)
-    return evaluate(NetworkScorer(network, settings.max_len), split, stage, ks=(10,))
+    return evaluate(state_scorer(settings, state), split, stage, ks=(10,))

@@ -92,10 +92,11 @@ def run_pipeline(cfg: DictConfig, dataset: Dataset, data_path: Path | None, outp
     l2 = NetworkScorer(network, settings.max_len)
 
     n_candidates = int(cfg.pipeline.n_candidates)
+    pipeline = TwoTierPipeline(retriever, l2, n_candidates)
     systems = {
         f"L1 only ({retriever.index_settings['factory']}, top {n_candidates})": TwoTierPipeline(retriever, None, n_candidates),
         "L2 full ranking (federated)": l2,
-        f"two-tier (L1 top {n_candidates} -> L2)": TwoTierPipeline(retriever, l2, n_candidates),
+        f"two-tier (L1 top {n_candidates} -> L2)": pipeline,
     }  # fmt: skip
     recall = l1_recall(retriever, data.heldout, "test", ks=(n_candidates,), exclude_seen=False)[f"recall@{n_candidates}"]
     rows = []
@@ -104,8 +105,6 @@ def run_pipeline(cfg: DictConfig, dataset: Dataset, data_path: Path | None, outp
         rows.append({"system": name, "hr@10": result["hr@10"], "ndcg@10": result["ndcg@10"], "users": result["n_users"]})
     rows[0][f"l1_recall@{n_candidates}"] = recall
 
-    pipeline = systems[f"two-tier (L1 top {n_candidates} -> L2)"]
-    assert isinstance(pipeline, TwoTierPipeline)
     histories = data.heldout.history("test").sequences()
     users = data.heldout.targets("test").user[: int(cfg.pipeline.latency_requests)]
     latency = latency_summary([pipeline.recommend(histories[u], k=10) for u in users])

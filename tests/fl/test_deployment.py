@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from processes import TAG, free_port, stop_tagged
+from processes import TAG, completed_rounds, free_port, stop_tagged
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -246,15 +246,7 @@ def test_superlink_with_tls_and_authenticated_supernodes_runs_a_round(tmp_path):
         listing = cluster.cli(
             ["ls", "deploy", "--run-id", started.group(1), "--format", "json"], home
         )
-        assert listing.returncode == 0, listing.stdout + listing.stderr
-        run = json.loads(listing.stdout)["runs"][0]
-        assert run["status"] == "finished:completed", (
-            f"{run['status']}: {run['status-details']}\n{context}"
-        )
-
-        rows = [json.loads(line) for line in (run_dir / "rounds.jsonl").read_text().splitlines()]
-        assert [r["round"] for r in rows] == [0, 1], context
-        first = rows[1]
+        first = completed_rounds(listing, run_dir, context)[1]
         assert first["aggregated"] and first["accepted"] == 2 and first["sampled"] == 2, first
         assert first["rejected"] == 0 and first["dropped"] == 0, first
 
