@@ -1,7 +1,7 @@
 """On-device export: model file size and single-inference latency of the exported SASRec scorer.
 
 SASRec with the default config (hidden 64, 2 blocks, 1 head, max_len 50) on a 2,000-item and a
-3,706-item (MovieLens-1M size) catalog, exported by :mod:`fl.export` as the on-device scorer
+3,706-item (MovieLens-1M size) catalog, exported by :mod:`ranking.export` as the on-device scorer
 (left-padded ``[1, 50]`` history in, top-10 items out) and timed for
 
 * PyTorch eager (``OnDeviceScorer`` under ``torch.inference_mode``; size: the ``state_dict`` file),
@@ -40,7 +40,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fl.export import (  # noqa: E402
+from ranking.export import (  # noqa: E402
     OnDeviceScorer,
     export_onnx,
     export_torchscript,

@@ -36,8 +36,8 @@ from fl.server_app import best_round, read_rounds  # noqa: E402
 from fl.settings import FederatedSettings  # noqa: E402
 from fl.task import task_data  # noqa: E402
 from ranking.evaluation import evaluate  # noqa: E402
+from ranking.recommender import SequenceRecommender  # noqa: E402
 from ranking.storage import save_dataset  # noqa: E402
-from ranking.trainer import SequenceRecommender  # noqa: E402
 from simulations.flower_sim import simulate  # noqa: E402
 from simulations.report import print_table, write_results  # noqa: E402
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from encoders.clip import ClipEncoder  # noqa: E402
 from encoders.contrastive import ContrastiveConfig, retrieval_recall, train_contrastive  # noqa: E402
-from ranking.data import leave_one_out, temporal_split  # noqa: E402
+from ranking.data.splits import leave_one_out, temporal_split  # noqa: E402
 from ranking.two_tower import TwoTowerRetriever, l1_recall  # noqa: E402
 from simulations.datasets.synthetic import generate_world  # noqa: E402
 from simulations.report import print_table  # noqa: E402

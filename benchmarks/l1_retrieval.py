@@ -32,7 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ranking.retrieval import FaissIndex, exact_topk, recall_at_k  # noqa: E402
+from ranking.retrieval.faiss_index import FaissIndex  # noqa: E402
+from ranking.retrieval.ground_truth import exact_topk, recall_at_k  # noqa: E402
 
 K = 100
 METHODS = {

@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ranking.baselines import ItemKNN, MostPopular  # noqa: E402
-from ranking.data import leave_one_out  # noqa: E402
+from ranking.data.splits import leave_one_out  # noqa: E402
 from ranking.evaluation import evaluate  # noqa: E402
-from ranking.trainer import SequenceRecommender  # noqa: E402
+from ranking.recommender import SequenceRecommender  # noqa: E402
 from simulations.report import print_table, write_results  # noqa: E402
 
 MODELS = ["pop", "itemknn", "sasrec", "gru4rec", "lstm", "longshort"]

@@ -35,19 +35,19 @@ from fl.settings import FederatedSettings
 from fl.strategies import UNIT_WEIGHT
 from fl.task import (
     EMBEDDING_KEYS,
-    NetworkScorer,
     State,
-    build_network,
+    build_task_network,
     from_array_record,
     get_state,
+    local_train_config,
     set_state,
     task_data,
     to_array_record,
-    train_config,
 )
 from fl.validation import apply_delta, byzantine, state_delta
 from ranking.data import Interactions, leave_one_out, sequence_windows
 from ranking.evaluation import evaluate
+from ranking.recommender import SequenceRecommender
 from ranking.storage import load_dataset
 from ranking.trainer import train_epochs
 
@@ -87,9 +87,9 @@ def settings_for(base: FederatedSettings, context: Context, message: Message | N
     server_config: dict[str, Any] = {}
     if message is not None and "config" in message.content.config_records:
         # Strategies add keys of their own (server-round, clipping_norm, proximal-mu...): keep ours.
-        known = FederatedSettings.field_names()
+        known = FederatedSettings.round_field_names()
         server_config = {k: v for k, v in message.content["config"].items() if k.replace("-", "_") in known}
-    return FederatedSettings.from_config(base.to_run_config(), dict(context.run_config), server_config)
+    return FederatedSettings.from_run_config(base.to_run_config(), dict(context.run_config), server_config)
 
 
 def clipping_when_asked_mod(msg: Message, context: Context, call_next: Any) -> Message:
@@ -128,19 +128,19 @@ def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
         interactions, pid, n_items = client_interactions(settings, context)
         if _chosen(settings.seed, round_, pid, settings.drop_fraction, salt=1):
             raise SimulatedCrash(f"client {pid} crashed in round {round_} (drop-fraction={settings.drop_fraction})")
-        network = build_network(settings, n_items)
+        network = build_task_network(settings, n_items)
         global_state: State = from_array_record(msg.content["arrays"])
         set_state(network, global_state)
         penalty = None
-        if settings.strategy == "fedprox" and settings.proximal_mu > 0:
+        if settings.strategy.name == "fedprox" and settings.strategy.settings.proximal_mu > 0:
             anchor = [p.detach().clone() for p in network.parameters()]
-            mu = settings.proximal_mu
+            mu = settings.strategy.settings.proximal_mu
 
             def penalty(model: torch.nn.Module) -> torch.Tensor:
                 return 0.5 * mu * sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
 
         sequences = interactions.sequences()
-        cfg = train_config(settings, seed=settings.seed * 100_003 + round_ * 1_009 + pid)
+        cfg = local_train_config(settings, seed=settings.seed * 100_003 + round_ * 1_009 + pid)
         torch.manual_seed(cfg.seed)
         optimizer = torch.optim.SGD(network.parameters(), lr=settings.lr) if settings.client_optimizer == "sgd" else None
         result = train_epochs(network, sequences, cfg, settings.local_epochs, penalty=penalty, optimizer=optimizer)
@@ -167,13 +167,13 @@ def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
     def evaluate_handler(msg: Message, context: Context) -> Message:
         settings = settings_for(base, context, msg)
         interactions, _, n_items = client_interactions(settings, context)
-        network = build_network(settings, n_items)
-        set_state(network, from_array_record(msg.content["arrays"]))
+        recommender = SequenceRecommender.from_spec(settings.model, n_items=n_items)
+        set_state(recommender.network, from_array_record(msg.content["arrays"]))
         split = leave_one_out(interactions)
         n = len(split.test)
         metrics: dict[str, float | int] = {"num-examples": n}
         if n:
-            result = evaluate(NetworkScorer(network, settings.max_len), split, "test", ks=(10,))
+            result = evaluate(recommender, split, "test", ks=(10,))
             metrics.update({"hr@10": result["hr@10"], "ndcg@10": result["ndcg@10"]})
         return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
 

@@ -29,7 +29,14 @@ from flwr.server.workflow.constant import MAIN_PARAMS_RECORD
 
 from fl.client_app import client_interactions
 from fl.settings import FederatedSettings
-from fl.task import build_network, evaluate_state, get_state, set_state, task_data, train_config
+from fl.task import (
+    build_task_network,
+    evaluate_state,
+    get_state,
+    local_train_config,
+    set_state,
+    task_data,
+)
 from ranking.storage import atomic_write_text
 from ranking.trainer import train_epochs
 
@@ -40,7 +47,7 @@ class SessionModelClient(NumPyClient):
     def __init__(self, settings: FederatedSettings, context: Context) -> None:
         self.settings = settings
         self.interactions, self.pid, n_items = client_interactions(settings, context)
-        self.network = build_network(settings, n_items)
+        self.network = build_task_network(settings, n_items)
         self.keys = list(get_state(self.network))
 
     def get_parameters(self, config: dict[str, Any]) -> list[np.ndarray]:
@@ -49,7 +56,7 @@ class SessionModelClient(NumPyClient):
     def fit(self, parameters: list[np.ndarray], config: dict[str, Any]) -> tuple[list[np.ndarray], int, dict]:
         set_state(self.network, dict(zip(self.keys, parameters, strict=True)))
         round_ = int(config.get("server-round", 0) or 0)
-        cfg = train_config(self.settings, seed=self.settings.seed * 100_003 + round_ * 1_009 + self.pid)
+        cfg = local_train_config(self.settings, seed=self.settings.seed * 100_003 + round_ * 1_009 + self.pid)
         torch.manual_seed(cfg.seed)
         optimizer = None
         if self.settings.client_optimizer == "sgd":
@@ -67,7 +74,7 @@ def make_secagg_apps(
     base = base or FederatedSettings()
 
     def client_fn(context: Context) -> Any:
-        settings = FederatedSettings.from_config(base.to_run_config(), dict(context.run_config))
+        settings = FederatedSettings.from_run_config(base.to_run_config(), dict(context.run_config))
         return SessionModelClient(settings, context).to_client()
 
     client_app = ClientApp(client_fn=client_fn, mods=[secaggplus_mod])
@@ -75,9 +82,9 @@ def make_secagg_apps(
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
-        settings = FederatedSettings.from_config(base.to_run_config(), dict(context.run_config))
+        settings = FederatedSettings.from_run_config(base.to_run_config(), dict(context.run_config))
         data = task_data(settings)
-        initial = get_state(build_network(settings, data.dataset.catalog.n_items))
+        initial = get_state(build_task_network(settings, data.dataset.catalog.n_items))
         strategy = FedAvg(
             fraction_fit=settings.fraction_train, fraction_evaluate=0.0, min_fit_clients=settings.min_train_nodes,
             min_available_clients=settings.min_train_nodes, initial_parameters=ndarrays_to_parameters(list(initial.values())),

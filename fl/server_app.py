@@ -28,16 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
+from tqdm import tqdm
 
 from fl.compression import aggregate_row_sparse, decode_update, payload_bytes
 from fl.settings import FederatedSettings
 from fl.strategies import make_strategy
 from fl.task import (
     State,
-    build_network,
+    build_task_network,
     from_array_record,
     get_state,
     state_scorer,
@@ -45,6 +45,7 @@ from fl.task import (
     to_array_record,
 )
 from fl.validation import RejectedUpdate
+from ranking.checkpoint import save_checkpoint
 from ranking.evaluation import evaluate
 from ranking.storage import atomic_path, atomic_write_text
 
@@ -52,11 +53,12 @@ log = logging.getLogger("tandem.fl")
 
 CHECKPOINT = "checkpoint.npz"
 ROUNDS = "rounds.jsonl"
-BEST_MODEL = "best_model.pt"
-FINAL_MODEL = "final_model.pt"
+BEST_MODEL = "best_model"
+FINAL_MODEL = "final_model"
+"""Checkpoint directories (:mod:`ranking.checkpoint`): the best-validation and the last round."""
 
 
-def load_checkpoint(run_dir: Path) -> tuple[int, State] | None:
+def load_round_state(run_dir: Path) -> tuple[int, State] | None:
     """``(last completed round, global state)`` from ``run_dir``, or ``None``."""
     path = run_dir / CHECKPOINT
     if not path.exists():
@@ -67,14 +69,15 @@ def load_checkpoint(run_dir: Path) -> tuple[int, State] | None:
     return round_, state
 
 
-def save_checkpoint(run_dir: Path, round_: int, state: State) -> None:
+def save_round_state(run_dir: Path, round_: int, state: State) -> None:
     with atomic_path(run_dir / CHECKPOINT) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, __round__=np.array(round_), **state)
 
 
-def save_model(path: Path, state: State, settings: FederatedSettings, round_: int) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"state": state, "settings": settings.to_run_config(), "round": round_}, tmp)
+def save_model(path: Path, state: State, settings: FederatedSettings, round_: int, n_items: int) -> None:
+    """The global model as a checkpoint in the one format (read by ``load_recommender``)."""
+    meta = {"round": round_, "run_config": settings.to_run_config()}
+    save_checkpoint(path, settings.model, state, n_items, meta=meta)
 
 
 def evaluate_round(settings: FederatedSettings, state: State, heldout: Any) -> dict[str, float]:
@@ -83,6 +86,18 @@ def evaluate_round(settings: FederatedSettings, state: State, heldout: Any) -> d
     test = evaluate(scorer, heldout, "test", ks=(10,))
     valid = evaluate(scorer, heldout, "valid", ks=(10,))
     return {"hr@10": test["hr@10"], "ndcg@10": test["ndcg@10"], "val_ndcg@10": valid["ndcg@10"]}
+
+
+def round_summary(row: dict[str, Any]) -> str:
+    """One round as a short line: accepted updates, loss, test and validation NDCG@10, seconds."""
+    parts = [f"accepted {row['accepted']}/{row['sampled']}"]
+    if row.get("train_loss") is not None:
+        parts.append(f"loss {row['train_loss']:.4f}")
+    if "ndcg@10" in row:
+        parts.append(f"ndcg@10 {row['ndcg@10']:.4f} val {row['val_ndcg@10']:.4f}")
+    if "epsilon" in row:
+        parts.append(f"eps {row['epsilon']:.2f}")
+    return "  ".join(parts)
 
 
 def best_round(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -146,9 +161,9 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
     data = task_data(settings)
     n_items = data.dataset.catalog.n_items
     atomic_write_text(run_dir / "partition.json", json.dumps(data.partition.to_table()))
-    state = get_state(build_network(settings, n_items))
+    state = get_state(build_task_network(settings, n_items))
     start = 0
-    resumed = load_checkpoint(run_dir)
+    resumed = load_round_state(run_dir)
     rows = read_rounds(run_dir)
     if resumed is not None:
         start, state = resumed
@@ -157,11 +172,13 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
     else:
         rows = []
         rows.append({"round": 0, **evaluate_round(settings, state, data.heldout)})
-        save_model(run_dir / BEST_MODEL, state, settings, 0)
+        save_model(run_dir / BEST_MODEL, state, settings, 0, n_items)
     atomic_write_text(run_dir / ROUNDS, "".join(json.dumps(r) + "\n" for r in rows))
 
     strategy = make_strategy(settings, data.partition.n_clients)
     dense_bytes = int(sum(v.nbytes for v in state.values()))
+    progress = tqdm(total=settings.num_rounds, initial=start, desc="federated rounds", unit="round",
+                    mininterval=2.0, leave=False)  # fmt: skip
     for round_ in range(start + 1, settings.num_rounds + 1):
         t0 = time.perf_counter()
         config = ConfigRecord({"lr": settings.lr, "local-epochs": settings.local_epochs})
@@ -202,13 +219,20 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
             best_before = best_round(rows)
             row.update(evaluate_round(settings, state, data.heldout))
             if best_before is None or row["val_ndcg@10"] > best_before["val_ndcg@10"]:
-                save_model(run_dir / BEST_MODEL, state, settings, round_)
+                save_model(run_dir / BEST_MODEL, state, settings, round_, n_items)
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
-        save_checkpoint(run_dir, round_, state)
+        save_round_state(run_dir, round_, state)
         atomic_write_text(run_dir / ROUNDS, "".join(json.dumps(r) + "\n" for r in rows))
-        log.info("round %d: %s", round_, {k: v for k, v in row.items() if k != "rejections"})
-    save_model(run_dir / FINAL_MODEL, state, settings, settings.num_rounds)
+        log.debug("round %d: %s", round_, {k: v for k, v in row.items() if k != "rejections"})
+        progress.update(1)
+        progress.set_postfix_str(round_summary(row), refresh=False)
+    progress.close()
+    best = best_round(rows)
+    if best is not None:
+        log.info("federated: %d rounds; best validation NDCG@10 %.4f at round %d", settings.num_rounds,
+                 best["val_ndcg@10"], best["round"])  # fmt: skip
+    save_model(run_dir / FINAL_MODEL, state, settings, settings.num_rounds, n_items)
     return rows
 
 
@@ -219,7 +243,7 @@ def make_server_app(base: FederatedSettings | None = None) -> ServerApp:
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        settings = FederatedSettings.from_config(base.to_run_config(), dict(context.run_config))
+        settings = FederatedSettings.from_run_config(base.to_run_config(), dict(context.run_config))
         rows = run_rounds(grid, settings)
         final = rows[-1]
         context.state["summary"] = MetricRecord(

@@ -1,68 +1,68 @@
-"""Settings of a federated run, read from Flower's ``run_config`` (keys with hyphens).
+"""Settings of a federated run: the round settings, the model spec and the strategy spec.
 
-The same dataclass serves every way of running: the Hydra entry point bakes settings into the apps,
-``flwr run .`` reads ``[tool.flwr.app.config]`` from ``pyproject.toml`` (and ``--run-config``), and
-a deployed SuperNode adds its own ``node_config`` (``data-path``, ``partition-id``).
+The same object serves every way of running. The Hydra entry point builds it from the ``fl/`` and
+``model/`` groups (:meth:`FederatedSettings.create`) and bakes it into the apps; ``flwr run .``
+reads ``[tool.flwr.app.config]`` from ``pyproject.toml`` plus ``--run-config``; a deployed
+SuperNode adds its own ``node_config`` (``data-path``, ``partition-id``).
+
+Flower's run config is flat (nested TOML tables become dotted keys), so the run-config form is:
+
+* the round settings, hyphenated: ``num-rounds``, ``fraction-train``, ``update-encoding``...;
+* the model spec (:class:`ranking.spec.ModelSpec`): ``model.kind``, ``model.train.<key>``,
+  ``model.<kind>.<key>``;
+* the strategy spec (:class:`fl.strategies.StrategySpec`): ``strategy.name``,
+  ``strategy.<name>.<key>``.
+
+Every default is written once, in the dataclasses (this one, ``TrainConfig``, the network
+constructors and the strategy settings); ``pyproject.toml`` mirrors them
+(:func:`default_run_config`, kept equal by a test), because Flower accepts only overrides of keys
+the app declares.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from typing import Any
 
-from encoders.errors import ConfigError
+from fl.strategies import STRATEGIES, StrategySpec
+from ranking.errors import ConfigError
+from ranking.spec import ModelSpec
+from ranking.train_config import check_ranges
+from ranking.typed_config import cast_value, check_keys, field_types
 
-STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedavgm", "krum", "multikrum", "fedtrimmedavg", "fedmedian")
+PARTITIONS = ("one_user_per_client", "users_per_client", "dirichlet", "by_time")
 ENCODINGS = ("dense", "row-sparse")
-SPARSE_STRATEGIES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedavgm")
+RUN_CONFIG_KINDS = ("sasrec", "gru4rec", "longshort")
+"""Model kinds whose settings tables ``pyproject.toml`` lists (gru/lstm are gru4rec cells)."""
+NESTED = ("model", "strategy")
 
 
 @dataclass(frozen=True)
 class FederatedSettings:
-    """Every setting of a federated run (``run_config`` key = field name with ``-`` for ``_``)."""
+    """Every setting of a federated run (run-config key = field name with ``-`` for ``_``)."""
 
-    # data: a dataset file written by ranking.storage.save_dataset, or the synthetic world
+    # data: a dataset file written by ranking.storage.save_dataset
     data_path: str = ""
-    world_n_items: int = 2000
-    world_n_users: int = 1000
     seed: int = 0
     heldout_fraction: float = 0.1
     partition: str = "one_user_per_client"
     users_per_client: int = 10
     n_clients: int = 10
     dirichlet_alpha: float = 0.5
-    # model
-    model: str = "sasrec"
-    hidden: int = 64
-    n_blocks: int = 2
-    n_heads: int = 1
-    dropout: float = 0.1
-    max_len: int = 50
+    # the session model: one spec {kind, model, train}
+    model: ModelSpec = field(default_factory=ModelSpec)
     # rounds and local training
-    num_rounds: int = 20
+    num_rounds: int = 80
     fraction_train: float = 0.1
     min_train_nodes: int = 2
     local_epochs: int = 1
     client_optimizer: str = "sgd"
     lr: float = 1.0
-    batch_size: int = 128
-    loss: str = "ce"
     timeout: float = 600.0
-    # strategy
-    strategy: str = "fedadam"
-    proximal_mu: float = 0.01
-    server_lr: float = 1.0
-    server_momentum: float = 0.9
-    eta: float = 3e-3
-    eta_l: float = 1e-3
-    beta_1: float = 0.9
-    beta_2: float = 0.999
-    tau: float = 1e-8
-    num_malicious_nodes: int = 0
-    num_nodes_to_select: int = 1
-    trim_beta: float = 0.2
+    # the strategy: one spec {name, **settings}
+    strategy: StrategySpec = field(default_factory=StrategySpec)
     # differential privacy: client-side clipping + server-side Gaussian noise (0 = off)
     dp_noise_multiplier: float = 0.0
     dp_clipping_norm: float = 1.0
@@ -81,82 +81,118 @@ class FederatedSettings:
     eval_every: int = 1
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {self.strategy!r}"),
-            (self.update_encoding in ENCODINGS, f"update-encoding must be one of {ENCODINGS}"),
-            (self.quantize in ("none", "fp16", "int8"), "quantize must be none, fp16 or int8"),
-            (self.sparse_extra_rows >= 0, "sparse-extra-rows must be >= 0"),
-            (self.num_rounds >= 0, "num-rounds must be >= 0"),
-            (0 < self.fraction_train <= 1, "fraction-train must lie in (0, 1]"),
-            (self.min_train_nodes >= 1, "min-train-nodes must be >= 1"),
-            (self.local_epochs >= 1, "local-epochs must be >= 1"),
-            (self.client_optimizer in ("sgd", "adam"), "client-optimizer must be sgd or adam"),
-            (self.lr > 0, "lr must be > 0"),
-            (self.eta > 0 and self.tau > 0, "eta and tau must be > 0"),
-            (0 <= self.beta_1 < 1 and 0 <= self.beta_2 < 1, "beta-1 and beta-2 must lie in [0, 1)"),
-            (0 < self.heldout_fraction < 1, "heldout-fraction must lie in (0, 1)"),
-            (0 <= self.drop_fraction < 1, "drop-fraction must lie in [0, 1)"),
-            (0 <= self.byzantine_fraction < 1, "byzantine-fraction must lie in [0, 1)"),
-            (self.byzantine_mode in ("scale", "signflip"), "byzantine-mode must be scale or signflip"),
-            (self.eval_every >= 1, "eval-every must be >= 1"),
-            (
-                self.update_encoding == "dense" or self.strategy in SPARSE_STRATEGIES,
-                f"row-sparse updates are averaged per row before the server optimizer; use one of "
-                f"{SPARSE_STRATEGIES} (robust aggregators need dense updates)",
-            ),
-            (self.dp_noise_multiplier >= 0, "dp-noise-multiplier must be >= 0"),
-            (self.dp_clipping_norm > 0, "dp-clipping-norm must be > 0"),
-            (0 < self.dp_delta < 1, "dp-delta must lie in (0, 1)"),
-            (
-                not self.dp_enabled or (self.strategy == "fedavg" and self.update_encoding == "dense" and self.quantize == "none"),
-                "differential privacy needs strategy=fedavg with dense, unquantised updates (the accountant "
-                "requires FedAvg aggregation and clipping compares whole models)",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(f"federated settings: {message}")
+        check_ranges(
+            "fl",
+            [
+                ("partition", self.partition in PARTITIONS, f"one of {PARTITIONS}"),
+                ("heldout_fraction", 0 < self.heldout_fraction < 1, "(0, 1)"),
+                ("users_per_client", self.users_per_client >= 1, ">= 1"),
+                ("n_clients", self.n_clients >= 1, ">= 1"),
+                ("dirichlet_alpha", self.dirichlet_alpha > 0, "> 0"),
+                ("num_rounds", self.num_rounds >= 1, ">= 1 (0 rounds would report an untrained model)"),
+                ("fraction_train", 0 < self.fraction_train <= 1, "(0, 1]"),
+                ("min_train_nodes", self.min_train_nodes >= 1, ">= 1"),
+                ("local_epochs", self.local_epochs >= 1, ">= 1"),
+                ("client_optimizer", self.client_optimizer in ("sgd", "adam"), "sgd or adam"),
+                ("lr", self.lr > 0, "> 0"),
+                ("timeout", self.timeout > 0, "> 0"),
+                ("dp_noise_multiplier", self.dp_noise_multiplier >= 0, ">= 0"),
+                ("dp_clipping_norm", self.dp_clipping_norm > 0, "> 0"),
+                ("dp_delta", 0 < self.dp_delta < 1, "(0, 1)"),
+                ("update_encoding", self.update_encoding in ENCODINGS, f"one of {ENCODINGS}"),
+                ("sparse_extra_rows", self.sparse_extra_rows >= 0, ">= 0"),
+                ("quantize", self.quantize in ("none", "fp16", "int8"), "none, fp16 or int8"),
+                ("drop_fraction", 0 <= self.drop_fraction < 1, "[0, 1)"),
+                ("byzantine_fraction", 0 <= self.byzantine_fraction < 1, "[0, 1)"),
+                ("byzantine_mode", self.byzantine_mode in ("scale", "signflip"), "scale or signflip"),
+                ("eval_every", self.eval_every >= 1, ">= 1"),
+            ],
+            self,
+        )
+        if self.update_encoding == "row-sparse" and not self.strategy.row_sparse:
+            raise ConfigError(
+                f"fl.update_encoding=row-sparse: row-sparse updates are averaged per row before the "
+                f"server optimizer, which fl.strategy.name={self.strategy.name!r} cannot take; use one of "
+                f"{sorted(n for n, e in STRATEGIES.items() if e.row_sparse)} (robust aggregators need dense updates)"
+            )
+        if self.dp_enabled and not (
+            self.strategy.name == "fedavg" and self.update_encoding == "dense" and self.quantize == "none"
+        ):
+            raise ConfigError(
+                "fl.dp_noise_multiplier > 0 needs fl/strategy=fedavg with dense, unquantised updates (the "
+                "accountant requires FedAvg aggregation and clipping compares whole models)"
+            )
 
     @property
     def dp_enabled(self) -> bool:
         return self.dp_noise_multiplier > 0
+
+    @property
+    def max_len(self) -> int:
+        return self.model.train.max_len
 
     def sample_size(self, n_clients: int) -> int:
         """Clients sampled per round out of ``n_clients`` (as Flower's strategies compute it)."""
         return max(int(n_clients * self.fraction_train), self.min_train_nodes)
 
     @classmethod
-    def field_names(cls) -> frozenset[str]:
-        return frozenset(f.name for f in fields(cls))
+    def round_field_names(cls) -> frozenset[str]:
+        """The flat settings (everything but the model and strategy specs)."""
+        return frozenset(f.name for f in dataclasses.fields(cls) if f.name not in NESTED)
 
     @classmethod
-    def from_config(cls, *layers: Mapping[str, Any] | None) -> FederatedSettings:
-        """Settings from mappings applied in order (later wins); keys may use ``-`` or ``_``."""
-        types = {f.name: f.type for f in fields(cls)}
-        values: dict[str, Any] = {}
+    def create(
+        cls,
+        *,
+        model: Mapping[str, Any] | ModelSpec | None = None,
+        strategy: Mapping[str, Any] | StrategySpec | None = None,
+        **flat: Any,
+    ) -> FederatedSettings:
+        """From the nested specs and flat round settings (Hydra's ``fl/`` and ``model/`` groups)."""
+        types = field_types(cls)
+        flat = {str(k).replace("-", "_"): v for k, v in flat.items()}
+        check_keys(flat, cls.round_field_names(), "fl")
+        values = {k: cast_value(v, types[k], f"fl.{k}") for k, v in flat.items()}
+        return cls(
+            model=ModelSpec.from_mapping(model) if model is not None else ModelSpec(),
+            strategy=StrategySpec.from_mapping(strategy) if strategy is not None else StrategySpec(),
+            **values,
+        )
+
+    @classmethod
+    def from_run_config(cls, *layers: Mapping[str, Any] | None) -> FederatedSettings:
+        """Settings from flat run-config mappings applied in order (later wins).
+
+        An unknown key raises :class:`ConfigError` naming it.
+        """
+        merged: dict[str, Any] = {}
         for layer in layers:
-            for key, value in (layer or {}).items():
-                name = str(key).replace("-", "_")
-                if name not in types:
-                    raise ConfigError(f"unknown federated setting {key!r}; known: {sorted(types)}")
-                values[name] = _cast(name, types[name], value)
-        return cls(**values)
+            merged.update({str(k): v for k, v in (layer or {}).items()})
+        flat = {k: v for k, v in merged.items() if k.split(".", 1)[0] not in NESTED}
+        for key in merged:
+            if key in NESTED:
+                raise ConfigError(f"run-config key {key!r} needs a sub-key ({key}.<...>)")
+        return cls.create(
+            model=ModelSpec.from_run_config(merged), strategy=StrategySpec.from_run_config(merged), **flat
+        )
 
     def to_run_config(self) -> dict[str, Any]:
-        """Flower ``run_config`` form: hyphenated keys, scalar values."""
-        return {k.replace("_", "-"): v for k, v in dataclasses.asdict(self).items()}
+        """Flower ``run_config`` form: flat dotted keys with hyphens, scalar values."""
+        out = {
+            f.name.replace("_", "-"): getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in NESTED
+        }
+        return {**out, **self.model.to_run_config(), **self.strategy.to_run_config()}
 
     def replace(self, **changes: Any) -> FederatedSettings:
         return dataclasses.replace(self, **changes)
 
 
-def _cast(name: str, type_name: Any, value: Any) -> Any:
-    kind = {"int": int, "float": float, "str": str}.get(str(type_name))
-    if kind is None or value is None:
-        return value
-    try:
-        if kind is int and isinstance(value, float) and not value.is_integer():
-            raise ValueError
-        return kind(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"federated setting {name!r} expects {type_name}, got {value!r}") from None
+def default_run_config() -> dict[str, Any]:
+    """Every run-config key with its default: what ``[tool.flwr.app.config]`` must declare."""
+    base = FederatedSettings().to_run_config()
+    base.update(ModelSpec.default_run_config(RUN_CONFIG_KINDS))
+    base.update(StrategySpec.default_run_config())
+    return base
+

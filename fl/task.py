@@ -19,10 +19,11 @@ from fl.settings import FederatedSettings
 from ranking.data import Dataset, Interactions, Split, holdout_users
 from ranking.errors import ConfigError
 from ranking.evaluation import evaluate
-from ranking.models import SequenceModel, build_model
-from ranking.pipeline import NetworkScorer
+from ranking.models import SequenceModel
+from ranking.recommender import SequenceRecommender
+from ranking.spec import build_network
 from ranking.storage import load_dataset
-from ranking.trainer import TrainConfig
+from ranking.train_config import TrainConfig
 
 EMBEDDING_KEYS = ("item_emb.ids.weight",)
 """State entries that are item-embedding tables (sent row-sparse)."""
@@ -38,61 +39,52 @@ class TaskData:
     partition: Partition
 
 
-def load_dataset_for(settings: FederatedSettings) -> Dataset:
-    if settings.data_path:
-        return load_dataset(settings.data_path)
+def load_dataset_for(data_path: str) -> Dataset:
+    if data_path:
+        return load_dataset(data_path)
     raise ConfigError(
         "no data-path given: write the dataset with ranking.storage.save_dataset and pass "
         "--run-config \"data-path='/path/to/dataset.npz'\" (the Hydra entry point does this for you)"
     )
 
 
+def task_data(settings: FederatedSettings) -> TaskData:
+    """The run's data, loaded once per process (cached by the settings that determine it)."""
+    return _task_data(
+        settings.data_path, settings.seed, settings.heldout_fraction, settings.partition,
+        settings.users_per_client, settings.n_clients, settings.dirichlet_alpha,
+    )  # fmt: skip
+
+
 @functools.lru_cache(maxsize=4)
-def _task_data(settings: FederatedSettings) -> TaskData:
-    dataset = load_dataset_for(settings)
-    train, heldout = holdout_users(dataset.interactions, settings.heldout_fraction, seed=settings.seed)
+def _task_data(
+    data_path: str, seed: int, heldout_fraction: float, partition_name: str,
+    users_per_client: int, n_clients: int, dirichlet_alpha: float,
+) -> TaskData:  # fmt: skip
+    dataset = load_dataset_for(data_path)
+    train, heldout = holdout_users(dataset.interactions, heldout_fraction, seed=seed)
     params: dict[str, object] = {}
-    if settings.partition == "users_per_client":
-        params["k"] = settings.users_per_client
-    elif settings.partition == "dirichlet":
-        params.update(alpha=settings.dirichlet_alpha, n_clients=settings.n_clients, categories=dataset.catalog.category)
-    elif settings.partition == "by_time":
-        params["n_clients"] = settings.n_clients
-    partition = make_partition(settings.partition, train, seed=settings.seed, **params)
+    if partition_name == "users_per_client":
+        params["k"] = users_per_client
+    elif partition_name == "dirichlet":
+        params.update(alpha=dirichlet_alpha, n_clients=n_clients, categories=dataset.catalog.category)
+    elif partition_name == "by_time":
+        params["n_clients"] = n_clients
+    partition = make_partition(partition_name, train, seed=seed, **params)
     return TaskData(dataset=dataset, train=train, heldout=heldout, partition=partition)
 
 
-def data_settings(settings: FederatedSettings) -> FederatedSettings:
-    """The settings that determine the data (so the cache is shared across rounds and strategies)."""
-    base = FederatedSettings()
-    return base.replace(
-        data_path=settings.data_path, seed=settings.seed, heldout_fraction=settings.heldout_fraction,
-        partition=settings.partition, users_per_client=settings.users_per_client, n_clients=settings.n_clients,
-        dirichlet_alpha=settings.dirichlet_alpha,
-    )  # fmt: skip
+def build_task_network(settings: FederatedSettings, n_items: int) -> SequenceModel:
+    """The session model of the run, from its model spec (every process builds the same one)."""
+    return build_network(settings.model, n_items)
 
 
-def task_data(settings: FederatedSettings) -> TaskData:
-    """The run's data, loaded once per process."""
-    return _task_data(data_settings(settings))
-
-
-def build_network(settings: FederatedSettings, n_items: int) -> SequenceModel:
-    """The session model of the run (seeded, so every process builds the same initial model)."""
-    torch.manual_seed(settings.seed)
-    kwargs: dict[str, object] = {"hidden": settings.hidden, "dropout": settings.dropout}
-    if settings.model in ("sasrec", "longshort"):
-        kwargs.update(max_len=settings.max_len, n_heads=settings.n_heads)
-    if settings.model == "sasrec":
-        kwargs["n_blocks"] = settings.n_blocks
-    return build_model(settings.model, n_items, **kwargs)
-
-
-def train_config(settings: FederatedSettings, seed: int) -> TrainConfig:
-    return TrainConfig(
-        epochs=settings.local_epochs, batch_size=settings.batch_size, lr=settings.lr, max_len=settings.max_len,
-        loss=settings.loss, patience=0, progress=False, seed=seed,
-    )  # fmt: skip
+def local_train_config(settings: FederatedSettings, seed: int) -> TrainConfig:
+    """The model spec's training config for one client round: ``local-epochs`` epochs at the
+    client ``lr``, no early stopping, no progress bar; everything else as the spec says."""
+    return settings.model.train.replace(
+        epochs=settings.local_epochs, lr=settings.lr, patience=0, progress=False, seed=seed
+    )
 
 
 def to_array_record(arrays: State) -> ArrayRecord:
@@ -111,11 +103,11 @@ def set_state(model: torch.nn.Module, state: State) -> None:
     model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}, strict=True)
 
 
-def state_scorer(settings: FederatedSettings, state: State) -> NetworkScorer:
-    """A scorer for the model holding ``state`` (built once, for as many evaluations as needed)."""
-    network = build_network(settings, task_data(settings).dataset.catalog.n_items)
-    set_state(network, state)
-    return NetworkScorer(network, settings.max_len)
+def state_scorer(settings: FederatedSettings, state: State) -> SequenceRecommender:
+    """A recommender holding ``state`` (built once, for as many evaluations as needed)."""
+    rec = SequenceRecommender.from_spec(settings.model, n_items=task_data(settings).dataset.catalog.n_items)
+    set_state(rec.network, state)
+    return rec
 
 
 def evaluate_state(settings: FederatedSettings, state: State, split: Split, stage: str = "test") -> dict[str, float]:

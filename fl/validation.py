@@ -1,8 +1,9 @@
 """Server-side checks of client updates, norm clipping and simulated malicious clients.
 
 :func:`check_update` accepts either a plain state (``dict[str, np.ndarray]`` with the reference's
-keys) or a payload of :func:`fl.compression.encode_update` (row-sparse and/or quantised entries)
-and raises :class:`RejectedUpdate`, naming the offending array, when the update cannot be trusted.
+keys) or a payload laid out as :mod:`fl.payload_format` describes (row-sparse and/or quantised
+entries, written by :func:`fl.compression.encode_update`) and raises :class:`RejectedUpdate`,
+naming the offending array, when the update cannot be trusted.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Literal
 import numpy as np
 
 from encoders.errors import ConfigError, TandemError
-from fl.compression import ROWS, SCALE, SEP, VALUES
+from fl.payload_format import ROWS, SCALE, SEP, VALUES
 
 __all__ = [
     "RejectedUpdate",

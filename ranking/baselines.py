@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ranking.data import Interactions
+from ranking.data.interactions import Interactions
 from ranking.errors import DataError
 from ranking.evaluation import topk_items
 

@@ -31,7 +31,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ranking.data import Split, UserSequences
+from ranking.data.interactions import UserSequences
+from ranking.data.splits import Split
 from ranking.errors import DataError
 from ranking.metrics import average_popularity, coverage, hit_rate, mrr, ndcg, novelty
 

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ranking.data import PAD
+from ranking.data.sequences import PAD
 
 __all__ = [
     "NegativeSampler",

@@ -1,4 +1,5 @@
-"""The two-tier pipeline: L1 candidates from a FAISS-served retriever, re-ranked by an L2 model.
+"""The two-tier pipeline: L1 candidates from a FAISS-served retriever, re-ranked by an L2 model,
+then (optionally) a hybrid re-ranker that applies business rules and explains each result.
 
 One object serves both ways of using it:
 
@@ -10,21 +11,21 @@ One object serves both ways of using it:
 
 The L1 side is anything with ``retrieve(histories, k, exclude_seen=...) -> int64 [B, k]`` (padded
 with ``-1``), e.g. :class:`ranking.two_tower.TwoTowerRetriever`; the L2 side anything with
-``score_candidates(histories, candidates) -> float32 [B, k]``, e.g. :class:`NetworkScorer`.
+``score_candidates(histories, candidates) -> float32 [B, k]``, e.g.
+:class:`ranking.recommender.SequenceRecommender` (loaded with :func:`ranking.recommender.load_recommender`).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
-import torch
 
-from ranking.data import pad_left
 from ranking.errors import ConfigError
-from ranking.models import SequenceModel
+from ranking.hybrid import Reranked, Reranker
+from ranking.rules import RerankContext
 
 
 class CandidateSource(Protocol):
@@ -35,45 +36,22 @@ class CandidateScorer(Protocol):
     def score_candidates(self, histories: list[np.ndarray], candidates: np.ndarray) -> np.ndarray: ...
 
 
-class NetworkScorer:
-    """Scores items for a batch of histories with a bare sequence network (eval mode, no grad)."""
-
-    def __init__(self, network: SequenceModel, max_len: int) -> None:
-        self.network = network
-        self.max_len = max_len
-
-    def _hidden(self, histories: list[np.ndarray]) -> torch.Tensor:
-        self.network.eval()
-        return self.network.last_hidden(torch.from_numpy(pad_left(histories, self.max_len)))
-
-    def score(self, histories: list[np.ndarray], users: np.ndarray) -> np.ndarray:
-        """``float32 [B, n_items]``: every item (the evaluator's Scorer protocol)."""
-        with torch.no_grad():
-            return self.network.logits(self._hidden(histories)).numpy().astype(np.float32)
-
-    def score_candidates(self, histories: list[np.ndarray], candidates: np.ndarray) -> np.ndarray:
-        """``float32 [B, k]``: only the given item ids (``-1`` = no candidate, scored ``-inf``)."""
-        candidates = np.asarray(candidates, dtype=np.int64)
-        with torch.no_grad():
-            hidden = self._hidden(histories)
-            rows = self.network.item_table()[torch.from_numpy(np.maximum(candidates, 0) + 1)]  # [B, k, D]
-            scores = torch.einsum("bd,bkd->bk", hidden, rows).numpy().astype(np.float32)
-        scores[candidates < 0] = -np.inf
-        return scores
-
-
 @dataclass(frozen=True)
 class Recommendation:
-    """One answered request: the top-K item ids and what each stage took (milliseconds)."""
+    """One answered request: the top-K item ids, what each stage took (milliseconds) and, with a
+    re-ranker, why each item is there (its L1 rank, L2 score and every rule that acted)."""
 
     items: np.ndarray
     scores: np.ndarray
     l1_ms: float
     l2_ms: float
+    rerank_ms: float = 0.0
+    explanations: list[dict[str, Any]] = field(default_factory=list)
+    reranked: Reranked | None = None
 
     @property
     def total_ms(self) -> float:
-        return self.l1_ms + self.l2_ms
+        return self.l1_ms + self.l2_ms + self.rerank_ms
 
 
 class TwoTierPipeline:
@@ -86,14 +64,38 @@ class TwoTierPipeline:
     """
 
     def __init__(
-        self, l1: CandidateSource, l2: CandidateScorer | None, n_candidates: int = 100, *, exclude_seen: bool = False
+        self,
+        l1: CandidateSource,
+        l2: CandidateScorer | None,
+        n_candidates: int = 100,
+        *,
+        exclude_seen: bool = False,
+        reranker: Reranker | None = None,
+        context: RerankContext | None = None,
     ) -> None:
         if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or n_candidates < 1:
             raise ConfigError(f"n_candidates must be a positive integer, got {n_candidates!r}")
+        if reranker is not None and context is None:
+            raise ConfigError("a re-ranker needs a RerankContext (RerankContext.from_catalog(...))")
         self.l1 = l1
         self.l2 = l2
         self.n_candidates = n_candidates
         self.exclude_seen = exclude_seen
+        self.reranker = reranker
+        self.context = context
+        self.eval_k = 20
+        """List length the re-ranker produces when the pipeline is evaluated as a scorer."""
+
+    def with_reranker(self, reranker: Reranker | None, context: RerankContext | None = None) -> TwoTierPipeline:
+        """The same L1 and L2 with another third stage (L1 and L2 are shared, not copied)."""
+        return TwoTierPipeline(self.l1, self.l2, self.n_candidates, exclude_seen=self.exclude_seen,
+                               reranker=reranker, context=context or self.context)  # fmt: skip
+
+    def rerank(self, history: np.ndarray, candidates: np.ndarray, scores: np.ndarray, k: int) -> Reranked:
+        """The third stage for one request: rules and hybrids over its candidates."""
+        assert self.reranker is not None and self.context is not None
+        l2 = scores if self.l2 is not None else None
+        return self.reranker(candidates, l2, self.context.for_request(history, k))
 
     def candidates(self, histories: list[np.ndarray]) -> np.ndarray:
         """``int64 [B, n_candidates]`` L1 candidates (``-1`` padded)."""
@@ -115,7 +117,32 @@ class TwoTierPipeline:
         n_items = self.n_items
         out = np.full((len(histories), n_items), -np.inf, dtype=np.float32)
         rows, cols = np.nonzero(candidates >= 0)
-        out[rows, candidates[rows, cols]] = scores[rows, cols]
+        if self.reranker is None:
+            out[rows, candidates[rows, cols]] = scores[rows, cols]
+            return out
+        # The re-ranked top-k decides (scored by list position, above everything else); the other
+        # candidates follow in L2 order, so that the evaluator's seen-item filter back-fills a
+        # slot the way the two-tier row does (neural-only then equals the two-tier row exactly).
+        order = np.argsort(np.argsort(-scores, axis=1, kind="stable"), axis=1, kind="stable")
+        out[rows, candidates[rows, cols]] = -order[rows, cols].astype(np.float32)
+        k = min(self.eval_k, self.n_candidates)
+        for row, history in enumerate(histories):
+            items = self.rerank(history, candidates[row], scores[row], k).items
+            out[row, items] = np.arange(len(items), 0, -1, dtype=np.float32)
+        return out
+
+    def top_lists(self, histories: list[np.ndarray], k: int) -> np.ndarray:
+        """``int64 [B, k]`` final top-``k`` lists (``-1`` padded): what users would be shown."""
+        candidates = self.candidates(histories)
+        scores = self.rank_candidates(histories, candidates)
+        out = np.full((len(histories), k), -1, dtype=np.int64)
+        for row, history in enumerate(histories):
+            if self.reranker is not None:
+                items = self.rerank(history, candidates[row], scores[row], k).items
+            else:
+                order = np.argsort(-scores[row], kind="stable")[:k]
+                items = candidates[row, order][np.isfinite(scores[row, order])]
+            out[row, : len(items)] = items
         return out
 
     @property
@@ -134,12 +161,19 @@ class TwoTierPipeline:
         candidates = self.candidates(histories)
         t1 = time.perf_counter()
         scores = self.rank_candidates(histories, candidates)[0]
-        top = np.argsort(-scores, kind="stable")[:k]
+        if self.reranker is None:
+            top = np.argsort(-scores, kind="stable")[:k]
+            t2 = time.perf_counter()
+            keep = np.isfinite(scores[top])
+            return Recommendation(items=candidates[0, top][keep], scores=scores[top][keep],
+                                  l1_ms=(t1 - t0) * 1e3, l2_ms=(t2 - t1) * 1e3)  # fmt: skip
         t2 = time.perf_counter()
-        keep = np.isfinite(scores[top])
+        out = self.rerank(histories[0], candidates[0], scores, k)
+        t3 = time.perf_counter()
         return Recommendation(
-            items=candidates[0, top][keep], scores=scores[top][keep], l1_ms=(t1 - t0) * 1e3, l2_ms=(t2 - t1) * 1e3
-        )
+            items=out.items, scores=out.scores, l1_ms=(t1 - t0) * 1e3, l2_ms=(t2 - t1) * 1e3,
+            rerank_ms=(t3 - t2) * 1e3, explanations=out.explanations, reranked=out,
+        )  # fmt: skip
 
 
 def latency_summary(recommendations: list[Recommendation]) -> dict[str, float]:
@@ -147,7 +181,7 @@ def latency_summary(recommendations: list[Recommendation]) -> dict[str, float]:
     if not recommendations:
         raise ValueError("no requests to summarise")
     out: dict[str, float] = {"requests": float(len(recommendations))}
-    for stage in ("l1", "l2", "total"):
+    for stage in ("l1", "l2", "rerank", "total"):
         ms = np.array([getattr(r, f"{stage}_ms") for r in recommendations])
         out[f"{stage}_p50_ms"] = float(np.percentile(ms, 50))
         out[f"{stage}_p99_ms"] = float(np.percentile(ms, 99))

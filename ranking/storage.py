@@ -20,7 +20,9 @@ from encoders.storage import (
     atomic_write_with,
     config_key,
 )
-from ranking.data import Catalog, Dataset, Interactions
+from ranking.data.catalog import Catalog
+from ranking.data.dataset import Dataset
+from ranking.data.interactions import Interactions
 from ranking.errors import DataError
 
 FORMAT_VERSION = 1

@@ -21,11 +21,14 @@ import torch
 from torch import Tensor, nn
 
 from encoders.fusion import ItemFusion
-from ranking.data import PAD, Interactions, Split, pad_left
+from ranking.data.interactions import Interactions
+from ranking.data.sequences import PAD, pad_left
+from ranking.data.splits import Split
 from ranking.errors import ConfigError
 from ranking.models import build_model
-from ranking.retrieval import FaissIndex
-from ranking.trainer import TrainConfig, train_epochs
+from ranking.retrieval.faiss_index import FaissIndex
+from ranking.train_config import TrainConfig
+from ranking.trainer import train_epochs
 
 
 def _as_tensor(x: np.ndarray | None) -> Tensor | None:

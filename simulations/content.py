@@ -17,7 +17,7 @@ import numpy as np
 
 from encoders.clip import ClipEncoder
 from encoders.contrastive import ContrastiveConfig, train_contrastive
-from ranking.data import Catalog
+from ranking.data.catalog import Catalog
 from ranking.errors import ConfigError
 
 log = logging.getLogger("tandem")

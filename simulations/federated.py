@@ -17,43 +17,35 @@ from fl.server_app import read_rounds
 from fl.settings import FederatedSettings
 from fl.task import task_data
 from ranking.errors import ConfigError
-from ranking.trainer import SequenceRecommender
+from ranking.evaluation import evaluate
+from ranking.recommender import SequenceRecommender
 from simulations.flower_sim import simulate
 
 log = logging.getLogger("tandem")
 
-MODEL_KEYS = ("hidden", "n_blocks", "n_heads", "dropout")
-TRAIN_KEYS = ("max_len", "batch_size", "loss")
-
-
 def federated_settings(cfg: DictConfig, data_path: Path, run_dir: Path) -> FederatedSettings:
-    """Flatten the Hydra config into :class:`~fl.settings.FederatedSettings`."""
+    """The federated settings of a Hydra run: the ``fl/`` group's round settings, its strategy spec
+    and the ``model/`` group's spec, each carried whole (an unknown key is a :class:`ConfigError`)."""
+    if "kind" not in cfg.model:
+        raise ConfigError(
+            f"mode={cfg.mode} trains the L2 model federatedly and needs a sequence model "
+            f"(model=sasrec|gru4rec|lstm|longshort), not {cfg.model.get('_target_', cfg.model)}"
+        )
     fl_cfg: dict[str, Any] = OmegaConf.to_container(cfg.fl, resolve=True)  # type: ignore[assignment]
-    strategy = dict(fl_cfg.pop("strategy"))
+    strategy = fl_cfg.pop("strategy")
     fl_cfg.pop("compare_central", None)
-    fl_cfg["strategy"] = strategy.pop("name")
-    model_cfg = cfg.model
-    if "kind" not in model_cfg:
-        raise ConfigError("mode=federated needs a sequence model (model=sasrec|gru4rec|lstm|longshort)")
-    model_settings = {k: v for k, v in (model_cfg.get("model") or {}).items() if k in MODEL_KEYS}
-    train_settings = {k: v for k, v in (model_cfg.get("train") or {}).items() if k in TRAIN_KEYS}
-    return FederatedSettings.from_config(
-        fl_cfg, strategy, model_settings, train_settings,
-        {"model": str(model_cfg.kind), "seed": int(cfg.seed), "data_path": str(data_path), "run_dir": str(run_dir)},
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    return FederatedSettings.create(
+        model=model, strategy=strategy, **fl_cfg,
+        seed=int(cfg.seed), data_path=str(data_path), run_dir=str(run_dir),
     )  # fmt: skip
 
 
-def central_reference(settings: FederatedSettings, cfg: DictConfig) -> dict[str, Any]:
-    """The same model trained centrally on the same (non-held-out) users, evaluated the same way."""
+def central_reference(settings: FederatedSettings) -> dict[str, Any]:
+    """The same model spec trained centrally on the same (non-held-out) users, evaluated the same way."""
     data = task_data(settings)
-    model = SequenceRecommender(
-        settings.model,
-        model={k: v for k, v in OmegaConf.to_container(cfg.model.model, resolve=True).items()},
-        train={**OmegaConf.to_container(cfg.model.train, resolve=True), "progress": False},
-    )
+    model = SequenceRecommender.from_spec(settings.model.with_train(progress=False))
     model.fit(data.train, validation=data.heldout)
-    from ranking.evaluation import evaluate
-
     result = evaluate(model, data.heldout, "test", ks=(10,))
     return {"round": "central", "hr@10": result["hr@10"], "ndcg@10": result["ndcg@10"], "best_epoch": model.best_epoch}
 
@@ -63,12 +55,12 @@ def run_federated(cfg: DictConfig, data_path: Path, output_dir: Path) -> list[di
     run_dir = output_dir / "fl"
     settings = federated_settings(cfg, data_path, run_dir)
     n_clients = task_data(settings).partition.n_clients
-    log.info("federated: %d clients, %d rounds, strategy %s", n_clients, settings.num_rounds, settings.strategy)
+    log.info("federated: %d clients, %d rounds, strategy %s", n_clients, settings.num_rounds, settings.strategy.name)
     simulate(settings, num_supernodes=n_clients)
     rows = read_rounds(run_dir)
     if not rows:
         raise ConfigError(f"the simulation wrote no rounds to {run_dir}")
     if cfg.fl.get("compare_central"):
-        rows.append(central_reference(settings, cfg))
+        rows.append(central_reference(settings))
     return rows
 

@@ -23,23 +23,37 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from fl.server_app import BEST_MODEL, best_round, read_rounds
-from fl.task import build_network, set_state, task_data
+from fl.task import task_data
 from ranking.data import Dataset
 from ranking.errors import ConfigError
 from ranking.evaluation import evaluate
-from ranking.pipeline import NetworkScorer, TwoTierPipeline, latency_summary
+from ranking.pipeline import TwoTierPipeline, latency_summary
+from ranking.recommender import load_recommender
 from ranking.storage import atomic_write_text
 from ranking.two_tower import TwoTowerRetriever, l1_recall
 from simulations.content import content_parts
 from simulations.federated import federated_settings
 from simulations.flower_sim import simulate
 from simulations.report import print_table
+from simulations.rerank_eval import evaluate_rerankers
 
 log = logging.getLogger("tandem")
+
+RERANKER_COLUMNS = ["reranker", "method", "ndcg@10", "hr@10", "coverage@10", "ild@10", "novelty@10",
+                    "calibration_kl@10", "violations", "p99_ms"]  # fmt: skip
+
+
+def item_vectors(parts: dict[str, np.ndarray]) -> np.ndarray | None:
+    """L2-normalised CLIP item vectors (text and image averaged): what ILD and MMR compare."""
+    mats = [p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in parts.values()]
+    if not mats:
+        return None
+    fused = np.mean(mats, axis=0)
+    return (fused / np.maximum(np.linalg.norm(fused, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
 
 INDEX_KEYS = ("factory", "ef_search", "ef_construction", "nprobe", "num_threads")
 
@@ -87,15 +101,18 @@ def run_pipeline(cfg: DictConfig, dataset: Dataset, data_path: Path | None, outp
     rounds = read_rounds(Path(settings.run_dir))
     if len(rounds) <= 1:
         raise ConfigError(f"the federated simulation wrote no rounds to {settings.run_dir}")
-    network = build_network(settings, dataset.catalog.n_items)
-    set_state(network, torch.load(Path(settings.run_dir) / BEST_MODEL, weights_only=False)["state"])
-    l2 = NetworkScorer(network, settings.max_len)
+    l2 = load_recommender(Path(settings.run_dir) / BEST_MODEL)
+    best = best_round(rounds) or rounds[-1]
+    untrained = best["round"] == 0
+    if untrained:
+        log.warning("the best validation round is 0: the L2 model is the untrained initial model "
+                    "(run more rounds, fl.num_rounds)")  # fmt: skip
 
     n_candidates = int(cfg.pipeline.n_candidates)
     pipeline = TwoTierPipeline(retriever, l2, n_candidates)
     systems = {
         f"L1 only ({retriever.index_settings['factory']}, top {n_candidates})": TwoTierPipeline(retriever, None, n_candidates),
-        "L2 full ranking (federated)": l2,
+        "L2 full ranking (federated)" + (" UNTRAINED: best round 0" if untrained else ""): l2,
         f"two-tier (L1 top {n_candidates} -> L2)": pipeline,
     }  # fmt: skip
     recall = l1_recall(retriever, data.heldout, "test", ks=(n_candidates,), exclude_seen=False)[f"recall@{n_candidates}"]
@@ -109,13 +126,23 @@ def run_pipeline(cfg: DictConfig, dataset: Dataset, data_path: Path | None, outp
     users = data.heldout.targets("test").user[: int(cfg.pipeline.latency_requests)]
     latency = latency_summary([pipeline.recommend(histories[u], k=10) for u in users])
 
+    reranker_rows: list[dict[str, Any]] = []
+    examples: dict[str, Any] = {}
+    specs = OmegaConf.to_container(cfg.get("rerankers") or {}, resolve=True)
+    if specs:
+        t0 = time.perf_counter()
+        reranker_rows, examples = evaluate_rerankers(
+            pipeline, specs, data.heldout, dataset.catalog, item_vectors=item_vectors(parts),
+            popularity=data.train.item_counts(), latency_requests=int(cfg.pipeline.latency_requests),
+        )  # fmt: skip
+        seconds["rerankers"] = time.perf_counter() - t0
+
     trained = [r for r in rounds if r["round"] > 0]
-    best = best_round(rounds) or rounds[-1]
     federated = {
         "rounds": len(trained), "clients": data.partition.n_clients, "best_round": best["round"],
         "bytes_up_per_round": float(np.mean([r["bytes_up"] for r in trained])),
         "bytes_down_per_round": float(np.mean([r["bytes_down"] for r in trained])),
-        "update_encoding": f"{settings.update_encoding}/{settings.quantize}", "strategy": settings.strategy,
+        "update_encoding": f"{settings.update_encoding}/{settings.quantize}", "strategy": settings.strategy.name,
     }  # fmt: skip
 
     summary = dataset.summary()
@@ -129,12 +156,24 @@ def run_pipeline(cfg: DictConfig, dataset: Dataset, data_path: Path | None, outp
         [{"stage": s, "p50_ms": latency[f"{s}_p50_ms"], "p99_ms": latency[f"{s}_p99_ms"]} for s in ("l1", "l2", "total")],
         columns=["stage", "p50_ms", "p99_ms"],
     )  # fmt: skip
-    print_table(f"federated L2 ({settings.strategy}, {federated['update_encoding']})", [federated],
+    print_table(f"federated L2 ({settings.strategy.name}, {federated['update_encoding']})", [federated],
                 columns=["rounds", "clients", "best_round", "bytes_up_per_round", "bytes_down_per_round"])  # fmt: skip
+    if reranker_rows:
+        print_table(
+            f"re-rankers on the federated L2 (two-tier, top 10 of {n_candidates} candidates; held-out users)",
+            reranker_rows, columns=RERANKER_COLUMNS,
+        )  # fmt: skip
+    if examples:
+        print(f"why these items ({examples['reranker']}, a held-out user whose last items are {examples['history']}):")
+        for line in examples["lines"]:
+            print(f"  {line}")
+        for rule, reason in examples["skipped"].items():
+            print(f"  skipped {rule}: {reason}")
     print_table("wall time per stage (s)", [seconds], columns=list(seconds))
     result = {
         "config": OmegaConf.to_container(cfg, resolve=True), "dataset": summary, "results": rows,
         "latency": latency, "federated": federated, "seconds": seconds,
+        "rerankers": reranker_rows, "explanations": examples,
     }  # fmt: skip
     atomic_write_text(output_dir / "metrics.json", json.dumps(result, indent=2, default=float))
-    return rows
+    return rows + reranker_rows

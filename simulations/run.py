@@ -9,7 +9,11 @@ Examples
 ``tandem-simulate``                                   the whole chain on the synthetic world
                                                       (mode=pipeline, simulations/pipeline.py)
 ``tandem-simulate mode=central encoder=none dataset=ml100k model=pop``   one central model
-``tandem-simulate -m seed=0,1,2 model=pop,itemknn``   a sweep
+``tandem-simulate -m mode=central encoder=none seed=0,1 model=pop,itemknn``   a 2x2 sweep
+``tandem-simulate mode=central model=gru4rec model@reference=sasrec``   any model as the reference
+
+Every run returns its objective (``objective.metric`` of the run's main result row) to Hydra, so
+that a sweeper can optimise it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from ranking.data import Dataset, Split, leave_one_out, temporal_split
 from ranking.errors import ConfigError, TandemError
 from ranking.evaluation import evaluate
 from ranking.storage import atomic_write_text
+from simulations.console import route_third_party_logs
 from simulations.content import content_vectors
 from simulations.datasets.loader import load_with_path
 from simulations.report import print_table
@@ -67,14 +72,6 @@ def build_model(model_cfg: DictConfig, name: str, content: np.ndarray | None = N
         raise ConfigError(f"model {name!r} cannot be built from {OmegaConf.to_container(model_cfg)}: {exc}") from exc
 
 
-def load_group_option(group: str, option: str) -> DictConfig:
-    """The YAML of ``conf/<group>/<option>.yaml`` (used for the reference model)."""
-    path = Path(__file__).resolve().parent.parent / "conf" / group / f"{option}.yaml"
-    if not path.exists():
-        raise ConfigError(f"{group}={option!r}: no such config ({path})")
-    return OmegaConf.load(path)
-
-
 def fit_model(model: Any, split: Split) -> Any:
     """Fit on the training split; models that early-stop also get the split for validation."""
     if "validation" in inspect.signature(model.fit).parameters:
@@ -104,6 +101,41 @@ def model_choice(cfg: DictConfig) -> str:
     if "kind" in cfg.model:
         return str(cfg.model.kind)
     return str(cfg.model.get("_target_", "model")).rsplit(".", 1)[-1]
+
+
+def reference_choice(cfg: DictConfig) -> str | None:
+    """The name of the reference model (the ``model@reference`` defaults entry), or ``None``."""
+    if "reference" not in cfg or cfg.reference is None:
+        return None
+    if HydraConfig.initialized():
+        choice = HydraConfig.get().runtime.choices.get("model@reference")
+        if choice:
+            return str(choice)
+    if "kind" in cfg.reference:
+        return str(cfg.reference.kind)
+    return str(cfg.reference.get("_target_", "reference")).rsplit(".", 1)[-1]
+
+
+def objective_value(cfg: DictConfig, rows: list[dict[str, Any]]) -> float:
+    """The sweep objective: ``objective.metric`` of the run's main row -- the configured model
+    (central), the last round (federated), the two-tier system (pipeline)."""
+    metric = str(cfg.objective.metric)
+    trained = [r for r in rows if r.get("round") != "central"]
+    if cfg.mode == "central":
+        main = rows[0]
+    elif cfg.mode == "federated":
+        main = trained[-1]
+    elif cfg.objective.get("reranker"):
+        name = str(cfg.objective.reranker)
+        main = next((r for r in rows if r.get("reranker") == name), {})
+        if not main:
+            raise ConfigError(f"objective.reranker={name!r} is not among the compared re-rankers (rerankers.*)")
+    else:
+        main = next((r for r in rows if str(r.get("system", "")).startswith("two-tier")), rows[-1])
+    if metric not in main:
+        known = sorted(k for k, v in main.items() if isinstance(v, int | float) and not isinstance(v, bool))
+        raise ConfigError(f"objective.metric={metric!r} is not a result of mode={cfg.mode}; known: {known}")
+    return float(main[metric])
 
 
 def table_columns(ks: list[int]) -> list[str]:
@@ -138,8 +170,15 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> list[dict[str, Any]]
 
     model_name = model_choice(cfg)
     models = [(model_name, cfg.model)]
-    if cfg.get("reference_model") and cfg.reference_model != model_name:
-        models.append((str(cfg.reference_model), load_group_option("model", str(cfg.reference_model))))
+    reference_name = reference_choice(cfg)
+    if reference_name is not None and reference_name != model_name:
+        models.append((reference_name, cfg.reference))
+    for name, model_cfg in models:
+        if "kind" in model_cfg and int(model_cfg.train.epochs) < 1:
+            raise ConfigError(
+                f"train.epochs={model_cfg.train.epochs}: model {name!r} would be reported untrained; "
+                f"set train.epochs >= 1"
+            )
 
     content = content_vectors(OmegaConf.to_container(cfg.encoder, resolve=True), dataset.catalog, cfg.paths.cache_dir)
     rows: list[dict[str, Any]] = []
@@ -191,16 +230,13 @@ def run_federated_mode(cfg: DictConfig, dataset: Dataset, data_path: Path | None
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
+    route_third_party_logs()
     try:
         rows = run(cfg, output_dir)
+        return objective_value(cfg, rows)
     except TandemError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    key = "ndcg@10" if cfg.mode != "central" else f"ndcg@{int(cfg.eval.ks[0])}"
-    scored = [r for r in rows if key in r and r.get("round") != "central"]
-    # the sweep objective: the configured model's metric (central), the last round's (federated),
-    # the two-tier pipeline's (pipeline)
-    return float(scored[0 if cfg.mode == "central" else -1][key]) if scored else None
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ranking.data import Interactions
+from ranking.data.interactions import Interactions
 
 
 def log_from_sequences(sequences: list[list[int]], n_items: int) -> Interactions:

@@ -4,14 +4,31 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import pytest
+
 TAG = "TANDEM_FLWR_TEST"
 """Environment variable that marks every process a test starts (value: a per-test id)."""
+
+
+BIN = Path(sys.executable).parent
+
+
+def require_commands(*names: str) -> pytest.MarkDecorator:
+    """Skip when a command is not installed next to this Python; under ``CI=true`` a missing
+    command is a failure (the suite must exercise real Flower processes there)."""
+    missing = [name for name in names if shutil.which(name, path=str(BIN)) is None]
+    reason = f"commands not installed next to this Python: {missing}"
+    if missing and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        return pytest.mark.usefixtures("fail_missing_commands")  # the fixture lives in conftest.py
+    return pytest.mark.skipif(bool(missing), reason=reason)
 
 
 def free_port() -> int:

@@ -33,7 +33,7 @@ def exporting() -> bool:
     """Whether the model is being traced or exported (TorchScript, ``torch.export``, ONNX).
 
     The models then take shape-static code paths (no packed sequences, no data-dependent shapes)
-    that compute the same outputs as their eager paths; see :mod:`fl.export`.
+    that compute the same outputs as their eager paths; see :mod:`ranking.export`.
     """
     return torch.jit.is_tracing() or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
 

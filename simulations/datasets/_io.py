@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ranking.data import Catalog
+from ranking.data.catalog import Catalog
 from ranking.errors import DataError
 
 # --------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ranking.data import Dataset
+from ranking.data.dataset import Dataset
 from ranking.errors import ConfigError, DataError
 
 

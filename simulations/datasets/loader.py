@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ranking.data import Dataset
+from ranking.data.dataset import Dataset
 from ranking.errors import ConfigError, DataError
 from ranking.storage import FORMAT_VERSION, config_key, load_dataset, save_dataset
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ranking.data import Catalog, Dataset, build_interactions
+from ranking.data.catalog import Catalog
+from ranking.data.dataset import Dataset
+from ranking.data.interactions import build_interactions
 from simulations.datasets._io import (
     Records,
     index_items,

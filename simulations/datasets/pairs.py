@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ranking.data import Dataset, build_interactions
+from ranking.data.dataset import Dataset
+from ranking.data.interactions import build_interactions
 from simulations.datasets._io import (
     file_stem,
     first_appearance,

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ranking.data import Catalog, Dataset, build_interactions
+from ranking.data.catalog import Catalog
+from ranking.data.dataset import Dataset
+from ranking.data.interactions import build_interactions
 from ranking.errors import DataError
 from simulations.datasets._io import (
     Records,

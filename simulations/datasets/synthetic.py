@@ -28,7 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from ranking.data import Catalog, Dataset, Interactions
+from ranking.data.catalog import Catalog
+from ranking.data.dataset import Dataset
+from ranking.data.interactions import Interactions
 from ranking.errors import ConfigError
 
 CATEGORIES = (

@@ -9,7 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from ranking.data import Catalog, Dataset, build_interactions
+from ranking.data.catalog import Catalog
+from ranking.data.dataset import Dataset
+from ranking.data.interactions import build_interactions
 from ranking.errors import ConfigError, DataError
 from simulations.datasets._io import (
     Rows,

@@ -10,7 +10,11 @@ from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 from encoders.errors import ConfigError
 from fl.server_app import _decode_replies, best_round, read_rounds
 from fl.settings import FederatedSettings
-from fl.task import build_network, get_state, task_data, to_array_record
+from fl.strategies import StrategySpec
+from fl.task import build_task_network, get_state, state_scorer, task_data, to_array_record
+from ranking.checkpoint import load_checkpoint
+from ranking.data import pad_left
+from ranking.recommender import load_recommender
 from ranking.storage import save_dataset
 from simulations.datasets.synthetic import generate_world
 from simulations.flower_sim import simulate
@@ -20,11 +24,11 @@ from simulations.flower_sim import simulate
 def settings(tmp_path_factory):
     root = tmp_path_factory.mktemp("fl")
     save_dataset(generate_world(n_items=150, n_users=90, seed=0).dataset, root / "data.npz")
-    return FederatedSettings(
+    return FederatedSettings.create(
         data_path=str(root / "data.npz"), run_dir=str(root / "run"), num_rounds=2, fraction_train=1.0,
-        partition="users_per_client", users_per_client=20, max_len=20, local_epochs=3, lr=0.01,
-        client_optimizer="adam", strategy="fedavg",
-        heldout_fraction=0.3, hidden=32, n_blocks=1,
+        partition="users_per_client", users_per_client=20, local_epochs=3, lr=0.01,
+        client_optimizer="adam", strategy={"name": "fedavg"}, heldout_fraction=0.3,
+        model={"kind": "sasrec", "model": {"hidden": 32, "n_blocks": 1}, "train": {"max_len": 20}},
     )  # fmt: skip
 
 
@@ -49,7 +53,7 @@ def test_partition_table_and_checkpoint_are_saved(settings, two_rounds):
     run_dir = Path(settings.run_dir)
     table = json.loads((run_dir / "partition.json").read_text())
     assert len(table) == 4 and sum(row["size"] for row in table) == len(set(task_data(settings).train.user.tolist()))
-    assert (run_dir / "checkpoint.npz").exists() and (run_dir / "final_model.pt").exists()
+    assert (run_dir / "checkpoint.npz").exists() and (run_dir / "final_model" / "manifest.json").exists()
 
 
 def test_the_best_validation_round_is_kept(settings, two_rounds):
@@ -58,11 +62,43 @@ def test_the_best_validation_round_is_kept(settings, two_rounds):
     assert all("val_ndcg@10" in r for r in two_rounds)
     best = best_round(two_rounds)
     assert best["val_ndcg@10"] == max(r["val_ndcg@10"] for r in two_rounds)
-    saved = torch.load(Path(settings.run_dir) / "best_model.pt", weights_only=False)
-    assert saved["round"] == best["round"]
+    saved = load_checkpoint(Path(settings.run_dir) / "best_model")
+    assert saved.meta["round"] == best["round"] and saved.spec == settings.model
     if best["round"] == 2:  # the last round's model is also the final one
-        final = torch.load(Path(settings.run_dir) / "final_model.pt", weights_only=False)
-        assert all(np.array_equal(final["state"][k], v) for k, v in saved["state"].items())
+        final = load_checkpoint(Path(settings.run_dir) / "final_model")
+        assert all(torch.equal(final.state_dict[k], v) for k, v in saved.state_dict.items())
+
+
+def test_the_server_checkpoint_scores_identically_in_the_pipeline_and_the_exporter(settings, two_rounds, tmp_path):
+    from pathlib import Path
+
+    from ranking.export import export_checkpoint, load_torchscript
+    from ranking.pipeline import TwoTierPipeline
+
+    checkpoint = Path(settings.run_dir) / "best_model"
+    l2 = load_recommender(checkpoint)  # what the pipeline loads
+    saved = load_checkpoint(checkpoint)
+    server = state_scorer(settings, {k: v.numpy() for k, v in saved.state_dict.items()})  # the server's own evaluator
+    data = task_data(settings)
+    histories = [h for h in data.heldout.history("test").sequences() if len(h)][:20]
+    np.testing.assert_array_equal(l2.score(histories, np.arange(len(histories))),
+                                  server.score(histories, np.arange(len(histories))))  # fmt: skip
+
+    class AllItems:
+        n_items = 150
+
+        def retrieve(self, histories, k, *, exclude_seen=False):
+            return np.tile(np.arange(k), (len(histories), 1))
+
+    pipeline_scores = TwoTierPipeline(AllItems(), l2, n_candidates=150).score(histories, np.arange(len(histories)))
+    np.testing.assert_allclose(pipeline_scores, l2.score(histories, np.arange(len(histories))), atol=1e-5, rtol=0)
+    exported = load_torchscript(export_checkpoint(checkpoint, tmp_path / "m.pt", fmt="torchscript", top_k=5))
+    x = torch.from_numpy(pad_left(histories, settings.max_len))
+    with torch.no_grad():
+        scores, ids = exported(x)
+    want = l2.score(histories, np.arange(len(histories)))
+    np.testing.assert_allclose(scores.numpy(), np.take_along_axis(want, ids.numpy(), axis=1), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(scores.numpy()[:, 0], want.max(axis=1), atol=1e-4, rtol=0)
 
 
 def test_best_round_prefers_the_earliest_of_equal_validation_scores():
@@ -87,7 +123,7 @@ def _reply(content: RecordDict, node: int) -> Message:
 
 
 def test_nan_and_misshapen_updates_are_rejected_never_aggregated(settings):
-    state = get_state(build_network(settings, 150))
+    state = get_state(build_task_network(settings, 150))
     good = {k: v.copy() for k, v in state.items()}
     nan = {k: v.copy() for k, v in state.items()}
     key = next(k for k, v in nan.items() if v.dtype.kind == "f")
@@ -106,16 +142,23 @@ def test_nan_and_misshapen_updates_are_rejected_never_aggregated(settings):
 
 
 def test_settings_reject_unknown_keys_and_bad_values():
-    with pytest.raises(ConfigError, match="unknown federated setting 'num-roundz'"):
-        FederatedSettings.from_config({"num-roundz": 3})
-    with pytest.raises(ConfigError, match="strategy must be one of"):
-        FederatedSettings.from_config({"strategy": "fedsgd"})
-    with pytest.raises(ConfigError, match="expects int"):
-        FederatedSettings.from_config({"num-rounds": "many"})
-    assert FederatedSettings.from_config({"num-rounds": "3"}, {"num_rounds": 4}).num_rounds == 4
-    for bad, message in [({"tau": 0}, "tau"), ({"beta-2": 1.0}, "beta-2"), ({"sparse-extra-rows": -1}, "sparse-extra-rows")]:
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) fl.num_roundz"):
+        FederatedSettings.from_run_config({"num-roundz": 3})
+    with pytest.raises(ConfigError, match="strategy.name='fedsgd' is not known"):
+        FederatedSettings.from_run_config({"strategy.name": "fedsgd"})
+    with pytest.raises(ConfigError, match="fl.num_rounds: expected int, got 'many'"):
+        FederatedSettings.from_run_config({"num-rounds": "many"})
+    assert FederatedSettings.from_run_config({"num-rounds": "3"}, {"num-rounds": 4}).num_rounds == 4
+    for bad, message in [
+        ({"strategy.fedadam.tau": 0}, r"fl.strategy.tau=0"),
+        ({"strategy.fedadam.beta-2": 1.0}, "fl.strategy.beta_2=1.0"),
+        ({"sparse-extra-rows": -1}, "fl.sparse_extra_rows=-1"),
+        ({"strategy.fedadam.momentum": 0.9}, r"strategy.fedadam.momentum"),
+        ({"model.sasrec.n-layers": 2}, r"model.sasrec.n_layers"),
+        ({"model.train.batch-size": -1}, r"train.batch_size=-1"),
+    ]:
         with pytest.raises(ConfigError, match=message):
-            FederatedSettings.from_config(bad)
+            FederatedSettings.from_run_config(bad)
 
 
 def test_differential_privacy_clips_adds_noise_and_accounts_epsilon(settings, tmp_path):
@@ -131,14 +174,16 @@ def test_differential_privacy_clips_adds_noise_and_accounts_epsilon(settings, tm
 
 
 def test_dp_needs_fedavg_with_dense_updates():
-    with pytest.raises(ConfigError, match="differential privacy needs strategy=fedavg"):
-        FederatedSettings(dp_noise_multiplier=1.0, strategy="fedmedian")
+    with pytest.raises(ConfigError, match="dp_noise_multiplier > 0 needs fl/strategy=fedavg"):
+        FederatedSettings.create(dp_noise_multiplier=1.0, strategy={"name": "fedmedian"})
 
 
 def test_server_optimizers_keep_the_model_dtypes_so_later_rounds_are_accepted(settings, tmp_path):
     from pathlib import Path
 
-    adam = settings.replace(run_dir=str(tmp_path / "adam"), strategy="fedadam", client_optimizer="sgd", lr=0.5)
+    adam = settings.replace(
+        run_dir=str(tmp_path / "adam"), strategy=StrategySpec(), client_optimizer="sgd", lr=0.5
+    )
     simulate(adam, num_supernodes=4)
     rows = read_rounds(Path(adam.run_dir))
     assert [(r["accepted"], r["rejected"]) for r in rows[1:]] == [(4, 0), (4, 0)]
@@ -153,7 +198,7 @@ def test_row_sparse_client_sends_its_rows_plus_the_rows_that_moved_most(settings
     data = task_data(sparse)
     sequences = data.partition.client_interactions(data.train, 0).sequences()
     own = np.unique(data.partition.client_interactions(data.train, 0).item + 1)
-    old = get_state(build_network(sparse, 150))
+    old = get_state(build_task_network(sparse, 150))
     new = {k: v.copy() for k, v in old.items()}
     outside = np.setdiff1d(np.arange(1, 151), own)[:5]
     new[key][outside] += np.array([5.0, 4.0, 0.5, 3.0, 0.1], dtype=np.float32)[:, None]  # three clear winners

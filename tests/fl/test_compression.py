@@ -6,17 +6,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from encoders.errors import ConfigError
-from fl.compression import (
-    aggregate_row_sparse,
-    changed_rows,
-    decode_update,
-    encode_update,
-    largest_change_rows,
-    payload_bytes,
-    quantize_int8,
-    touched_rows_from_sequences,
-)
-from ranking.data import pad_left
+from fl.compression import decode_update, encode_update
+from fl.payload_format import payload_bytes
+from fl.quantization import quantize_int8
+from fl.row_selection import changed_rows, largest_change_rows, touched_rows_from_sequences
+from fl.row_sparse_aggregation import aggregate_row_sparse
+from ranking.data.sequences import pad_left
 
 EMB = "item_emb.ids.weight"
 

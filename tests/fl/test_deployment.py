@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,18 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from processes import TAG, completed_rounds, free_port, stop_tagged
+from processes import TAG, completed_rounds, free_port, require_commands, stop_tagged
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
-pytestmark = pytest.mark.skipif(
-    any(
-        shutil.which(cmd, path=str(BIN)) is None
-        for cmd in ("flwr", "flower-superlink", "flower-supernode")
-    ),
-    reason="the Flower commands are not installed next to this Python",
-)
+pytestmark = require_commands("flwr", "flower-superlink", "flower-supernode")
 
 
 def _tail(path: Path, n: int = 40) -> str:
@@ -116,7 +109,7 @@ def _write_data(root: Path) -> tuple[Path, list[Path]]:
     """The whole dataset (the server's) and the training users split in two (one file per node)."""
     from fl.settings import FederatedSettings
     from fl.task import task_data
-    from ranking.data import Dataset
+    from ranking.data.dataset import Dataset
     from ranking.storage import save_dataset
     from simulations.datasets.synthetic import generate_world
 
@@ -233,7 +226,7 @@ def test_superlink_with_tls_and_authenticated_supernodes_runs_a_round(tmp_path):
 
         run_config = (
             f"data-path='{whole}' run-dir='{run_dir}' num-rounds=1 min-train-nodes=2 fraction-train=1.0 "
-            "heldout-fraction=0.3 max-len=20 hidden=32 n-blocks=1"
+            "heldout-fraction=0.3 model.train.max-len=20 model.sasrec.hidden=32 model.sasrec.n-blocks=1"
         )
         submitted = cluster.cli(
             ["run", str(REPO), "deploy", "--stream", "--run-config", run_config], home, timeout=150

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -19,18 +18,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from processes import TAG, completed_rounds, free_port, stop_tagged
+from processes import TAG, completed_rounds, free_port, require_commands, stop_tagged
 
-from fl.settings import FederatedSettings
+from fl.settings import FederatedSettings, default_run_config
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
-needs_flower_cli = pytest.mark.skipif(
-    shutil.which("flwr", path=str(BIN)) is None
-    or shutil.which("flower-superlink", path=str(BIN)) is None,
-    reason="the flwr / flower-superlink commands are not installed next to this Python",
-)
+needs_flower_cli = require_commands("flwr", "flower-superlink")
 
 
 # ---- processes -------------------------------------------------------------------------------
@@ -64,23 +59,28 @@ def _app_table() -> dict:
     return tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["flwr"]["app"]
 
 
-FLWR_RUN_DEFAULTS = {"num-rounds", "fraction-train", "partition", "n-clients"}
-"""The keys whose ``flwr run .`` default (pyproject.toml) differs from ``FederatedSettings``."""
+def test_pyproject_run_config_equals_the_settings_defaults():
+    from flwr.common.config import flatten_dict
+
+    config = flatten_dict(_app_table()["config"])
+    assert config == default_run_config(), "pyproject.toml [tool.flwr.app.config] != default_run_config()"
+    settings = FederatedSettings.from_run_config(config)
+    default = FederatedSettings()
+    assert settings.replace(model=default.model) == default and settings.model.train == default.model.train
+    assert settings.model.network_settings() == {"hidden": 64, "n_blocks": 2, "n_heads": 1, "dropout": 0.1, "max_len": 50}
 
 
-def test_pyproject_run_config_mirrors_the_settings():
-    config = _app_table()["config"]
-    defaults = FederatedSettings().to_run_config()
-    assert set(config) - set(defaults) == set(), "unknown keys in [tool.flwr.app.config]"
-    assert set(defaults) - set(config) == set(), (
-        "settings missing from [tool.flwr.app.config] cannot be overridden"
-    )
-    differ = {k for k in defaults if config[k] != defaults[k]}
-    assert differ <= FLWR_RUN_DEFAULTS, {
-        k: (config[k], defaults[k]) for k in differ - FLWR_RUN_DEFAULTS
-    }
-    settings = FederatedSettings.from_config(config)
-    assert settings.data_path == "" and settings.num_rounds <= 5
+def test_a_one_key_override_switches_model_kind_and_strategy_with_their_settings():
+    from flwr.common.config import fuse_dicts, parse_config_args
+
+    overrides = parse_config_args(
+        ["model.kind='longshort' model.longshort.session-encoder='attention' strategy.name='fedprox' "
+         "strategy.fedprox.proximal-mu=0.5 model.train.batch-size=32"]
+    )  # fmt: skip
+    settings = FederatedSettings.from_run_config(fuse_dicts(default_run_config(), overrides))
+    assert settings.model.kind == "longshort" and settings.model.model["session_encoder"] == "attention"
+    assert settings.model.train.batch_size == 32
+    assert settings.strategy.name == "fedprox" and settings.strategy.settings.proximal_mu == 0.5
 
 
 def test_app_components_point_at_the_apps():
@@ -141,7 +141,8 @@ def test_flwr_run_local_simulation_with_three_supernodes(tmp_path, dataset):
     )
     run_config = (
         f"data-path='{dataset}' run-dir='{run_dir}' num-rounds=1 fraction-train=1.0 min-train-nodes=3 "
-        "partition='dirichlet' n-clients=3 heldout-fraction=0.3 max-len=20 hidden=32 n-blocks=1"
+        "partition='dirichlet' n-clients=3 heldout-fraction=0.3 model.train.max-len=20 "
+        "model.sasrec.hidden=32 model.sasrec.n-blocks=1"
     )
     command = [
         str(BIN / "flwr"),

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from encoders.errors import ConfigError, DataError
-from fl.partition import (
+from fl.partition.schemes import (
     PARTITION_KINDS,
-    Partition,
     by_time,
     dirichlet,
     dominant_categories,
@@ -16,7 +15,8 @@ from fl.partition import (
     one_user_per_client,
     users_per_client,
 )
-from ranking.data import Interactions
+from fl.partition.table import Partition
+from ranking.data.interactions import Interactions
 
 N_CATS = 5
 

@@ -3,16 +3,11 @@
 import numpy as np
 import pytest
 
-from ranking.data import (
-    PAD,
-    Catalog,
-    Dataset,
-    Interactions,
-    leave_one_out,
-    pad_left,
-    sequence_windows,
-    temporal_split,
-)
+from ranking.data.catalog import Catalog
+from ranking.data.dataset import Dataset
+from ranking.data.interactions import Interactions
+from ranking.data.sequences import PAD, pad_left, sequence_windows
+from ranking.data.splits import leave_one_out, temporal_split
 from ranking.errors import DataError
 
 
@@ -109,7 +104,7 @@ def test_interactions_reject_out_of_range_ids():
 
 
 def test_holdout_users_separates_training_users_from_evaluated_users():
-    from ranking.data import holdout_users
+    from ranking.data.splits import holdout_users
 
     rows = [(u, (u + t) % 10, float(t)) for u in range(10) for t in range(4)]
     log = make_log(rows, n_users=10, n_items=10)

@@ -9,7 +9,7 @@ import pytest
 from builders import log_from_sequences as make_log
 
 from ranking.baselines import MostPopular
-from ranking.data import leave_one_out
+from ranking.data.splits import leave_one_out
 from ranking.errors import DataError
 from ranking.evaluation import (
     Scorer,

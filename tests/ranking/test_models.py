@@ -7,12 +7,13 @@ import pytest
 import torch
 from builders import rule_log
 
-from ranking.data import Split, leave_one_out, pad_left
+from ranking.data.sequences import pad_left
+from ranking.data.splits import Split, leave_one_out
 from ranking.errors import ConfigError
 from ranking.evaluation import evaluate
 from ranking.models import MODELS, GRU4Rec, LongShort, SASRec, build_model
 from ranking.models.base import attention_mask, run_left_padded_rnn
-from ranking.trainer import SequenceRecommender
+from ranking.recommender import SequenceRecommender
 
 KINDS = ["sasrec", "gru", "lstm", "longshort"]
 SMALL = {

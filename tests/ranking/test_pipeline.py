@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from builders import rule_log
 
-from ranking.data import leave_one_out
+from ranking.data.splits import leave_one_out
 from ranking.errors import ConfigError
 from ranking.evaluation import evaluate
-from ranking.models import build_model
-from ranking.pipeline import NetworkScorer, TwoTierPipeline, latency_summary
+from ranking.pipeline import TwoTierPipeline, latency_summary
+from ranking.recommender import SequenceRecommender
 
 N_ITEMS = 30
 
@@ -34,9 +33,9 @@ class FixedCandidates:
 
 
 @pytest.fixture(scope="module")
-def scorer() -> NetworkScorer:
-    torch.manual_seed(0)
-    return NetworkScorer(build_model("sasrec", N_ITEMS, hidden=16, max_len=8, n_blocks=1), max_len=8)
+def scorer() -> SequenceRecommender:
+    model = {"hidden": 16, "n_blocks": 1}
+    return SequenceRecommender("sasrec", n_items=N_ITEMS, model=model, train={"max_len": 8})
 
 
 def histories() -> list[np.ndarray]:

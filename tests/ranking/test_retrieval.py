@@ -9,7 +9,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from ranking.errors import ConfigError, DataError
-from ranking.retrieval import FaissIndex, exact_topk, recall_at_k
+from ranking.retrieval.faiss_index import FaissIndex
+from ranking.retrieval.ground_truth import exact_topk, recall_at_k
 
 D = 32
 FACTORIES = ["Flat", "HNSW32", "IVF16,PQ16x4"]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ranking.data import temporal_split
+from ranking.data.splits import temporal_split
 from ranking.two_tower import TwoTowerRetriever, l1_recall
 from simulations.datasets.synthetic import generate_world
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import simulations.content as content
-from ranking.data import Catalog
+from ranking.data.catalog import Catalog
 from ranking.errors import ConfigError
 from simulations.datasets.synthetic import generate_world
 

@@ -31,6 +31,8 @@ def test_the_default_run_is_the_whole_chain():
 
 def test_pipeline_run_reports_every_tier(tmp_path, capsys):
     rows = run(composed(*SMALL_CHAIN, f"paths.cache_dir={tmp_path / 'cache'}"), output_dir=tmp_path)
+    rerankers = [r for r in rows if "reranker" in r]
+    rows = [r for r in rows if "system" in r]
     systems = [r["system"] for r in rows]
     assert systems[0].startswith("L1 only") and systems[1].startswith("L2 full") and systems[2].startswith("two-tier")
     l1, l2, two_tier = rows
@@ -41,9 +43,17 @@ def test_pipeline_run_reports_every_tier(tmp_path, capsys):
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["federated"]["rounds"] == 2 and saved["federated"]["bytes_up_per_round"] > 0
     assert saved["latency"]["requests"] == 20 and saved["latency"]["total_p99_ms"] > 0
-    assert (tmp_path / "fl" / "best_model.pt").exists()
+    assert (tmp_path / "fl" / "best_model" / "manifest.json").exists()
     out = capsys.readouterr().out
     assert "two-tier" in out and "p99_ms" in out and "bytes_up_per_round" in out
+    # the re-rankers: neural-only re-ranks nothing, so it equals the two-tier row
+    by_name = {r["reranker"]: r for r in rerankers}
+    assert {"neural", "rules", "blend", "blend_mmr", "cascade", "constrained"} <= set(by_name)
+    assert by_name["neural"]["ndcg@10"] == pytest.approx(two_tier["ndcg@10"])
+    assert by_name["constrained"]["violations"] == 0.0  # hard rules hold by construction
+    assert all(0 <= r["ild@10"] <= 2 and r["p99_ms"] > 0 for r in rerankers)
+    assert saved["explanations"]["lines"] and "L1 rank" in saved["explanations"]["lines"][0]
+    assert "re-rankers on the federated L2" in out
 
 
 def test_pipeline_needs_an_encoder(tmp_path):

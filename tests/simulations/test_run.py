@@ -1,6 +1,7 @@
 """The Hydra entry point: composed configs, end-to-end runs and clear errors."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ def composed(*overrides: str):
 def test_default_run_writes_metrics_and_beats_nothing_by_accident(tmp_path):
     cfg = composed(*TINY_WORLD, "model=itemknn", f"paths.cache_dir={tmp_path / 'cache'}")
     rows = run(cfg, output_dir=tmp_path)
-    assert [r["model"] for r in rows] == ["ItemKNN", "pop"]
+    assert [r["model"] for r in rows] == ["ItemKNN", "MostPopular"]  # class names outside the Hydra CLI
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["dataset"]["users"] == 80
     assert saved["results"][1]["ndcg@10"] == pytest.approx(rows[1]["ndcg@10"])
@@ -33,10 +34,48 @@ def test_default_run_writes_metrics_and_beats_nothing_by_accident(tmp_path):
     assert rows[0]["ndcg@10"] > rows[1]["ndcg@10"]
 
 
-def test_same_seed_same_results(tmp_path):
-    a = run(composed(*TINY_WORLD, "model=pop", f"paths.cache_dir={tmp_path}"))
-    b = run(composed(*TINY_WORLD, "model=pop", f"paths.cache_dir={tmp_path}"))
-    assert a[0]["ndcg@10"] == b[0]["ndcg@10"]
+NEURAL = ["model=gru4rec", "model.model.hidden=16", "train.epochs=2", "train.progress=false", "~model@reference"]
+
+
+def test_same_seed_same_results_and_another_seed_other_weights(tmp_path):
+    a = run(composed(*TINY_WORLD, *NEURAL, f"paths.cache_dir={tmp_path}"))
+    b = run(composed(*TINY_WORLD, *NEURAL, f"paths.cache_dir={tmp_path}"))
+    assert len(a) == 1 and a[0]["ndcg@10"] == b[0]["ndcg@10"] and a[0]["hr@20"] == b[0]["hr@20"]
+    from hydra.utils import instantiate
+
+    from ranking.data import leave_one_out
+    from simulations.datasets.synthetic import generate_world
+
+    train = leave_one_out(generate_world(n_items=120, n_users=80, seed=0).dataset.interactions).train
+    weights = {}
+    for seed in (0, 1):
+        model = instantiate(composed(*TINY_WORLD, *NEURAL, f"seed={seed}").model).fit(train)
+        weights[seed] = model.network.state_dict()
+    assert weights[0].keys() == weights[1].keys()
+    assert any(not weights[0][k].equal(weights[1][k]) for k in weights[0])
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["mode=federated", "train.batch_size=-1"], "train.batch_size=-1"),
+        (["mode=federated", "fl.num_rounds=0"], "fl.num_rounds=0"),
+        (["mode=central", "model=gru4rec", "train.epochs=0"], "train.epochs=0"),
+        (["mode=federated", "fl.fraction_train=1.5"], "fl.fraction_train=1.5"),
+        (["mode=federated", "fl/strategy=fedprox", "fl.strategy.proximal_mu=-1"], "fl.strategy.proximal_mu=-1"),
+    ],
+)
+def test_bad_settings_fail_before_work_and_name_the_key(tmp_path, overrides, key):
+    cfg = composed(*[o for o in TINY_WORLD if not o.startswith("mode=")], *overrides, f"paths.cache_dir={tmp_path}")
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        run(cfg, output_dir=tmp_path / "out")
+    assert not (tmp_path / "out" / "fl" / "rounds.jsonl").exists()  # nothing ran
+
+
+def test_a_value_of_the_wrong_type_fails_when_the_run_is_composed(tmp_path):
+    proc = run_cli(tmp_path, *TINY_WORLD, "train.epochs=abc")
+    assert proc.returncode != 0
+    assert "train.epochs" in proc.stderr and "abc" in proc.stderr
 
 
 def test_temporal_split_and_sampled_protocol_run(tmp_path):
@@ -89,5 +128,5 @@ def test_sasrec_run_trains_with_early_stopping_and_beats_popularity(tmp_path):
         "train.progress=false", f"paths.cache_dir={tmp_path}",
     )  # fmt: skip
     rows = run(cfg)
-    assert [r["model"] for r in rows] == ["sasrec", "pop"]
+    assert [r["model"] for r in rows] == ["sasrec", "MostPopular"]
     assert rows[0]["ndcg@10"] > rows[1]["ndcg@10"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ranking.data import Catalog, Dataset, build_interactions
+from ranking.data.catalog import Catalog
+from ranking.data.dataset import Dataset
+from ranking.data.interactions import build_interactions
 from ranking.errors import ConfigError, DataError
 from simulations.datasets.filters import k_core, min_rating
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from encoders.errors import DataError
-from fl import export
-from fl.export import (
+from ranking import export
+from ranking.export import (
     OnDeviceScorer,
     export_onnx,
     export_torchscript,

@@ -472,3 +472,25 @@ def onnx_metadata(path: str | Path) -> dict:
     return {
         k.removeprefix("tandem."): json.loads(v) for k, v in meta.items() if k.startswith("tandem.")
     }
+
+
+def export_checkpoint(
+    checkpoint: str | Path, path: str | Path, *, fmt: str = "onnx", top_k: int = 10, quantize_int8: bool = False
+) -> Path:
+    """Export a trained session model from its checkpoint directory (``ranking.checkpoint``).
+
+    The model spec in the checkpoint's manifest gives the network and its window (``max_len``):
+    ``fmt`` is ``"onnx"`` or ``"torchscript"``. This is the path from a run (central ``save``,
+    or the federated server's ``best_model``) to a device.
+    """
+    from ranking.recommender import load_recommender
+
+    exporters = {"onnx": export_onnx, "torchscript": export_torchscript}
+    if fmt not in exporters:
+        raise ValueError(f"fmt must be one of {sorted(exporters)}, got {fmt!r}")
+    recommender = load_recommender(checkpoint)
+    network = recommender.network
+    assert network is not None
+    return exporters[fmt](
+        network, path, max_len=recommender.cfg.max_len, top_k=top_k, quantize_int8=quantize_int8
+    )

@@ -1,0 +1,129 @@
+"""Compare re-rankers on one trained two-tier pipeline: accuracy, beyond-accuracy, rules, latency.
+
+Every re-ranker re-ranks the *same* cached L1 candidates and L2 scores (nothing is trained again),
+so a comparison of many re-rankers, or an Optuna study over blend weights, costs seconds.
+
+Metrics, all at K (10), on the held-out users' test targets (leave-one-out, full catalog):
+
+* accuracy: ``ndcg@10``, ``hr@10`` (the one evaluator's protocol: seen items other than the target
+  are filtered);
+* beyond accuracy, named as RecBole / Elliot name them: ``coverage@10`` (catalog coverage),
+  ``ild@10`` (intra-list diversity, 1 - cosine over the CLIP item vectors), ``novelty@10``
+  (self-information, bits), ``gini@10`` (Gini index of exposure), ``tail_share@10`` (share of
+  long-tail items: outside the 20% most popular), ``calibration_kl@10`` (Steck 2018, KL between the
+  user's category mix and the list's);
+* ``violations``: the share of lists that break a hard rule configured in any compared re-ranker
+  (filters, category caps): for neural-only, the rate it would have;
+* latency: p50 / p99 of the re-rank stage and of the whole request (single requests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from rich.progress import track
+
+from ranking.data import Catalog, Split
+from ranking.evaluation import evaluate
+from ranking.hybrid import Reranker, build_reranker
+from ranking.metrics import (
+    calibration_kl,
+    coverage,
+    gini_index,
+    intra_list_diversity,
+    long_tail_mask,
+    novelty,
+    tail_share,
+    violation_rate,
+)
+from ranking.pipeline import TwoTierPipeline, latency_summary
+from ranking.rules import RerankContext
+from ranking.rules.base import HardRule
+
+K = 10
+
+
+def method_of(reranker: Reranker) -> str:
+    """``neural``, ``rules`` or ``hybrid`` (the ``method`` column of results)."""
+    if reranker.name == "neural":
+        return "neural"
+    if reranker.name == "rules":
+        return "rules"
+    return "hybrid"
+
+
+def hard_rules(rerankers: Mapping[str, Reranker]) -> list[HardRule]:
+    """Every distinct hard rule configured in any of ``rerankers`` (by its spec)."""
+    seen: dict[str, HardRule] = {}
+    for reranker in rerankers.values():
+        for rule in getattr(reranker, "rules", []):
+            if isinstance(rule, HardRule):
+                seen.setdefault(repr(rule.spec()), rule)
+    return list(seen.values())
+
+
+def evaluate_rerankers(
+    pipeline: TwoTierPipeline,
+    specs: Mapping[str, Any],
+    heldout: Split,
+    catalog: Catalog,
+    *,
+    item_vectors: np.ndarray | None,
+    popularity: np.ndarray,
+    latency_requests: int = 200,
+    progress: bool = True,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One result row per re-ranker spec, and example explanations of the first hybrid.
+
+    ``specs`` maps a display name to a re-ranker spec (``{name, ...}``, e.g. a ``conf/reranker``
+    option). Returns ``(rows, examples)``.
+    """
+    rerankers = {name: build_reranker(spec) for name, spec in specs.items()}
+    for reranker in rerankers.values():
+        reranker.check(K)
+    context = RerankContext.from_catalog(catalog, popularity=popularity, item_vectors=item_vectors, k=K)
+    rules = hard_rules(rerankers)
+    histories = heldout.history("test").sequences()
+    users = heldout.targets("test").user
+    user_histories = [histories[u] for u in users]
+    tail = long_tail_mask(popularity)
+    n_cat = int(catalog.category.max()) + 1 if catalog.category.size else 0
+    rows: list[dict[str, Any]] = []
+    examples: dict[str, Any] = {}
+    for name, reranker in track(list(rerankers.items()), description="re-rankers", disable=not progress):
+        staged = pipeline.with_reranker(reranker, context)
+        staged.eval_k = K
+        accuracy = evaluate(staged, heldout, "test", ks=(K,))
+        lists = staged.top_lists(user_histories, K)
+        requests = [staged.recommend(h, k=K) for h in user_histories[:latency_requests]]
+        latency = latency_summary(requests)
+
+        def violates(row: int, items: np.ndarray) -> bool:
+            ctx = context.for_request(user_histories[row], K)
+            return any(rule.violations(items, ctx) for rule in rules)
+
+        rows.append({
+            "reranker": name, "method": method_of(reranker),
+            "ndcg@10": accuracy["ndcg@10"], "hr@10": accuracy["hr@10"],
+            "coverage@10": coverage(lists, catalog.n_items),
+            "ild@10": intra_list_diversity(lists, item_vectors) if item_vectors is not None else float("nan"),
+            "novelty@10": novelty(lists, popularity),
+            "gini@10": gini_index(lists, catalog.n_items),
+            "tail_share@10": tail_share(lists, tail),
+            "calibration_kl@10": calibration_kl(lists, user_histories, catalog.category, n_cat) if n_cat else float("nan"),
+            "violations": violation_rate(lists, violates) if rules else 0.0,
+            "rerank_p99_ms": latency["rerank_p99_ms"], "p99_ms": latency["total_p99_ms"],
+            "users": accuracy["n_users"],
+        })  # fmt: skip
+        if not examples and rows[-1]["method"] == "hybrid" and requests:
+            first = requests[0]
+            assert first.reranked is not None
+            examples = {
+                "reranker": name,
+                "history": user_histories[0][-5:].tolist(),
+                "lines": [first.reranked.explain(int(i)) for i in first.items[:5]],
+                "skipped": dict(first.reranked.skipped),
+            }
+    return rows, examples

@@ -1,0 +1,12 @@
+"""Suite-wide setup: tandem's generated Hydra schemas are registered before any test composes
+``conf/`` (importing :mod:`simulations` registers them, as ``tandem-simulate`` does)."""
+
+import pytest
+
+import simulations  # noqa: F401
+
+
+@pytest.fixture
+def fail_missing_commands() -> None:
+    """Used by :func:`processes.require_commands` under ``CI=true``: a missing CLI fails the test."""
+    pytest.fail("CI=true but a Flower command is missing next to this Python (see require_commands)")
