@@ -39,6 +39,7 @@ from simulations.console import route_third_party_logs
 from simulations.content import content_vectors
 from simulations.datasets.loader import load_with_path
 from simulations.report import print_table
+from simulations.tracking import Tracker, hydra_identity
 
 log = logging.getLogger("tandem")
 
@@ -231,12 +232,36 @@ def run_federated_mode(cfg: DictConfig, dataset: Dataset, data_path: Path | None
 def _hydra_main(cfg: DictConfig) -> float | None:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     route_third_party_logs()
+    group, name = hydra_identity()
     try:
-        rows = run(cfg, output_dir)
-        return objective_value(cfg, rows)
+        config = OmegaConf.to_container(cfg, resolve=True)
+        with Tracker.start(config, job_type=str(cfg.mode), group=group, run_dir=output_dir, name=name) as tracker:
+            rows = run(cfg, output_dir)
+            track_results(tracker, rows, output_dir)
+            objective = objective_value(cfg, rows)
+            tracker.summary({f"objective/{cfg.objective.metric}": objective})
+        log.info("results: %s", output_dir / "metrics.json")
+        if tracker.enabled:
+            log.info("W&B run (%s): %s", tracker.mode, output_dir / "wandb")
+        return objective
     except TandemError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def track_results(tracker: Tracker, rows: list[dict[str, Any]], output_dir: Path) -> None:
+    """Federated rounds as curves, result rows as tables, their metrics in the summary."""
+    from fl.server_app import read_rounds
+
+    for row in read_rounds(output_dir / "fl"):
+        tracker.log_round(row)
+    systems = [r for r in rows if "reranker" not in r]
+    rerankers = [r for r in rows if "reranker" in r]
+    tracker.log_table("results", systems)
+    if rerankers:
+        tracker.log_table("rerankers", rerankers)
+        tracker.summary({f"{r['reranker']}/{k}": v for r in rerankers for k, v in r.items()
+                         if isinstance(v, int | float) and not isinstance(v, bool)})  # fmt: skip
 
 
 def main() -> None:

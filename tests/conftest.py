@@ -1,9 +1,13 @@
 """Suite-wide setup: tandem's generated Hydra schemas are registered before any test composes
 ``conf/`` (importing :mod:`simulations` registers them, as ``tandem-simulate`` does)."""
 
+import os
+
 import pytest
 
-import simulations  # noqa: F401
+os.environ["WANDB_MODE"] = "disabled"  # W&B stays off in tests (and their subprocesses) unless a test enables it
+
+import simulations  # noqa: E402, F401
 
 
 @pytest.fixture

@@ -161,7 +161,8 @@ def test_settings_reject_unknown_keys_and_bad_values():
             FederatedSettings.from_run_config(bad)
 
 
-def test_differential_privacy_clips_adds_noise_and_accounts_epsilon(settings, tmp_path):
+def test_a_dp_run_writes_epsilon_and_delta_every_round(settings, tmp_path):
+    """End to end through run_rounds (clipping and noise are measured in test_privacy.py)."""
     from pathlib import Path
 
     dp = settings.replace(run_dir=str(tmp_path / "dp"), dp_noise_multiplier=1.0, dp_clipping_norm=0.5)
