@@ -52,14 +52,6 @@ def register_model_configs() -> None:
         _registered = True
 
 
-def _hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _cached_tag_file(model: str, tag: str, cache_dir: str | None) -> Path:
     """The local file holding ``model``/``tag`` weights, or an EncoderError saying how to get it."""
     import open_clip

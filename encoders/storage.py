@@ -19,6 +19,15 @@ from typing import Any
 import numpy as np
 
 
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def config_key(config: Any, length: int = 16) -> str:
     """A stable hex key for a JSON-serialisable config (dict order does not matter)."""
     blob = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))

@@ -17,7 +17,6 @@ checksum, so a corrupt or partial checkpoint is refused with a :class:`DataError
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 from collections.abc import Mapping
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from encoders.storage import atomic_directory
+from encoders.storage import atomic_directory, sha256_file
 from ranking.errors import ConfigError, DataError
 from ranking.spec import ModelSpec
 
@@ -39,7 +38,6 @@ __all__ = [
     "load_checkpoint",
     "read_manifest",
     "save_checkpoint",
-    "sha256_file",
     "write_manifest",
 ]
 
@@ -59,14 +57,6 @@ class Manifest:
     files: dict[str, str]
     n_items: int | None = None
     meta: dict[str, Any] | None = None
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_manifest(

@@ -72,6 +72,7 @@ class TwoTierPipeline:
         exclude_seen: bool = False,
         reranker: Reranker | None = None,
         context: RerankContext | None = None,
+        eval_k: int = 20,
     ) -> None:
         if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or n_candidates < 1:
             raise ConfigError(f"n_candidates must be a positive integer, got {n_candidates!r}")
@@ -83,13 +84,13 @@ class TwoTierPipeline:
         self.exclude_seen = exclude_seen
         self.reranker = reranker
         self.context = context
-        self.eval_k = 20
+        self.eval_k = eval_k
         """List length the re-ranker produces when the pipeline is evaluated as a scorer."""
 
     def with_reranker(self, reranker: Reranker | None, context: RerankContext | None = None) -> TwoTierPipeline:
         """The same L1 and L2 with another third stage (L1 and L2 are shared, not copied)."""
         return TwoTierPipeline(self.l1, self.l2, self.n_candidates, exclude_seen=self.exclude_seen,
-                               reranker=reranker, context=context or self.context)  # fmt: skip
+                               reranker=reranker, context=context or self.context, eval_k=self.eval_k)  # fmt: skip
 
     def rerank(self, history: np.ndarray, candidates: np.ndarray, scores: np.ndarray, k: int) -> Reranked:
         """The third stage for one request: rules and hybrids over its candidates."""
@@ -114,27 +115,34 @@ class TwoTierPipeline:
         """The evaluator's Scorer protocol: ``float32 [B, n_items]``, ``-inf`` outside the candidates."""
         candidates = self.candidates(histories)
         scores = self.rank_candidates(histories, candidates)
-        n_items = self.n_items
-        out = np.full((len(histories), n_items), -np.inf, dtype=np.float32)
+        lists = None
+        if self.reranker is not None:
+            lists = self.final_lists(histories, candidates, scores, min(self.eval_k, self.n_candidates))
+        return self.list_scores(candidates, scores, lists)
+
+    def list_scores(self, candidates: np.ndarray, scores: np.ndarray, lists: np.ndarray | None) -> np.ndarray:
+        """``float32 [B, n_items]`` scores of the candidates (``-inf`` elsewhere).
+
+        Without ``lists`` these are the L2 (or L1-order) scores. With re-ranked ``lists`` (``-1``
+        padded), the listed items come first in list order, and the other candidates follow in L2
+        order, so that the evaluator's seen-item filter back-fills a slot the way the two-tier row
+        does (neural-only then equals the two-tier row exactly).
+        """
+        out = np.full((len(candidates), self.n_items), -np.inf, dtype=np.float32)
         rows, cols = np.nonzero(candidates >= 0)
-        if self.reranker is None:
+        if lists is None:
             out[rows, candidates[rows, cols]] = scores[rows, cols]
             return out
-        # The re-ranked top-k decides (scored by list position, above everything else); the other
-        # candidates follow in L2 order, so that the evaluator's seen-item filter back-fills a
-        # slot the way the two-tier row does (neural-only then equals the two-tier row exactly).
         order = np.argsort(np.argsort(-scores, axis=1, kind="stable"), axis=1, kind="stable")
         out[rows, candidates[rows, cols]] = -order[rows, cols].astype(np.float32)
-        k = min(self.eval_k, self.n_candidates)
-        for row, history in enumerate(histories):
-            items = self.rerank(history, candidates[row], scores[row], k).items
-            out[row, items] = np.arange(len(items), 0, -1, dtype=np.float32)
+        listed_rows, slots = np.nonzero(lists >= 0)
+        out[listed_rows, lists[listed_rows, slots]] = (lists.shape[1] - slots).astype(np.float32)
         return out
 
-    def top_lists(self, histories: list[np.ndarray], k: int) -> np.ndarray:
-        """``int64 [B, k]`` final top-``k`` lists (``-1`` padded): what users would be shown."""
-        candidates = self.candidates(histories)
-        scores = self.rank_candidates(histories, candidates)
+    def final_lists(
+        self, histories: list[np.ndarray], candidates: np.ndarray, scores: np.ndarray, k: int
+    ) -> np.ndarray:
+        """``int64 [B, k]`` final top-``k`` lists (``-1`` padded) from the stages' outputs."""
         out = np.full((len(histories), k), -1, dtype=np.int64)
         for row, history in enumerate(histories):
             if self.reranker is not None:
@@ -144,6 +152,11 @@ class TwoTierPipeline:
                 items = candidates[row, order][np.isfinite(scores[row, order])]
             out[row, : len(items)] = items
         return out
+
+    def top_lists(self, histories: list[np.ndarray], k: int) -> np.ndarray:
+        """``int64 [B, k]`` final top-``k`` lists (``-1`` padded): what users would be shown."""
+        candidates = self.candidates(histories)
+        return self.final_lists(histories, candidates, self.rank_candidates(histories, candidates), k)
 
     @property
     def n_items(self) -> int:

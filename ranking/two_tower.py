@@ -14,6 +14,9 @@
 
 from __future__ import annotations
 
+import pickle
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,9 +27,10 @@ from encoders.fusion import ItemFusion
 from ranking.data.interactions import Interactions
 from ranking.data.sequences import PAD, pad_left
 from ranking.data.splits import Split
-from ranking.errors import ConfigError
+from ranking.errors import ConfigError, DataError
 from ranking.models import build_model
 from ranking.retrieval.faiss_index import FaissIndex
+from ranking.storage import atomic_write_with
 from ranking.train_config import TrainConfig
 from ranking.trainer import train_epochs
 
@@ -84,7 +88,7 @@ class TwoTowerRetriever:
         model: dict[str, Any] | None = None,
         fusion: dict[str, Any] | None = None,
         train: TrainConfig | dict[str, Any] | None = None,
-        index: dict[str, Any] | None = None,
+        index: dict[str, Any] | Callable[[int], FaissIndex] | None = None,
     ) -> None:
         defaults = {
             "loss": "sampled", "n_negatives": 256, "negative_sampling": "popularity", "in_batch_negatives": True,
@@ -102,8 +106,12 @@ class TwoTowerRetriever:
         self.network = build_model(session_model, n_items, **settings)
         self.network.item_emb = FusedItemTable(self.item_tower)
         self.n_items = n_items
-        # Item vectors are unit-norm already (zero for an ID-only cold item): no re-normalising.
-        self.index_settings = {"factory": "Flat", "normalise": False, **(index or {})}
+        if callable(index):  # e.g. ``partial(instantiate, cfg.index)`` from the ``index/`` group
+            self.make_index: Callable[[int], FaissIndex] = index
+        else:
+            # Item vectors are unit-norm already (zero for an ID-only cold item): no re-normalising.
+            settings = {"factory": "Flat", "normalise": False, **(index or {})}
+            self.make_index = lambda dim: FaissIndex(dim, **settings)
         self.index: FaissIndex | None = None
         self.history: list[dict[str, Any]] = []
 
@@ -123,9 +131,24 @@ class TwoTowerRetriever:
             return self.item_tower().numpy().astype(np.float32)
 
     def build_index(self) -> FaissIndex:
-        self.index = FaissIndex(self.item_tower.out_dim, **self.index_settings)
+        self.index = self.make_index(self.item_tower.out_dim)
         self.index.build(self.item_vectors(), ids=np.arange(self.n_items))
         return self.index
+
+    def save(self, path: str | Path) -> None:
+        """The trained towers (the index is rebuilt from them on :meth:`load`), atomically."""
+        state = {k: v.detach().cpu() for k, v in self.network.state_dict().items()}
+        atomic_write_with(path, lambda tmp: torch.save(state, tmp))
+
+    def load(self, path: str | Path) -> TwoTowerRetriever:
+        """Restore towers saved by :meth:`save` into this (identically configured) retriever."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            self.network.load_state_dict(state)
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+            raise DataError(f"not a readable two-tower state ({exc})", path=path) from exc
+        self.build_index()
+        return self
 
     def query_vectors(self, histories: list[np.ndarray]) -> np.ndarray:
         self.network.eval()

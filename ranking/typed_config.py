@@ -99,30 +99,3 @@ def dataclass_from_mapping(cls: Callable[..., T], values: Mapping[str, Any] | No
     check_keys(values, set(types_), where)
     cast = {k: cast_value(v, types_[k], f"{where}.{k}") for k, v in values.items()}
     return cls(**cast)
-
-
-def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b-c": 1}}`` -> ``{"a.b-c": 1}`` (the form of Flower's run config)."""
-    out: dict[str, Any] = {}
-    for key, value in nested.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            out.update(flatten(value, name))
-        else:
-            out[name] = value
-    return out
-
-
-def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """The inverse of :func:`flatten`."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        *parents, leaf = str(key).split(".")
-        node = out
-        for part in parents:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"setting {key!r} nests under {part!r}, which is a value")
-            node = child
-        node[leaf] = value
-    return out

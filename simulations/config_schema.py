@@ -53,6 +53,5 @@ def register_configs() -> None:
     )
     store.store(group="fl", name="base", node=fl_schema)
     for name, entry in STRATEGIES.items():
-        node = _schema(f"{name}_strategy", entry.settings, extra=[])
-        node = make_dataclass(f"{name}_schema", [("name", str, field(default=name))], bases=(node,))
+        node = _schema(f"{name}_schema", entry.settings, extra=[("name", str, field(default=name))])
         store.store(group="fl/strategy", name=name, node=node)

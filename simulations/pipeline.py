@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from encoders.storage import atomic_directory, config_key
 from fl.server_app import BEST_MODEL, best_round, read_rounds
 from fl.task import task_data
 from ranking.data import Dataset
@@ -55,24 +58,57 @@ def item_vectors(parts: dict[str, np.ndarray]) -> np.ndarray | None:
     return (fused / np.maximum(np.linalg.norm(fused, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
-INDEX_KEYS = ("factory", "ef_search", "ef_construction", "nprobe", "num_threads")
 
 
-def index_settings(index_cfg: DictConfig) -> dict[str, Any]:
-    """The FAISS settings of the ``index/`` group that the L1 retriever takes."""
-    return {k: v for k, v in OmegaConf.to_container(index_cfg, resolve=True).items() if k in INDEX_KEYS}
-
-
-def train_l1(cfg: DictConfig, dataset: Dataset, train: Any, parts: dict[str, np.ndarray]) -> TwoTowerRetriever:
+def make_l1(cfg: DictConfig, dataset: Dataset, parts: dict[str, np.ndarray]) -> TwoTowerRetriever:
+    """The (untrained) L1 retriever of the ``pipeline.l1`` settings, its index from ``index/``."""
     l1 = cfg.pipeline.l1
-    retriever = TwoTowerRetriever(
+    return TwoTowerRetriever(
         n_items=dataset.catalog.n_items, text=parts.get("text"), image=parts.get("image"), use_id=bool(l1.use_id),
         dim=int(l1.dim), session_model=str(l1.session_model),
         model=OmegaConf.to_container(l1.model, resolve=True), fusion=OmegaConf.to_container(l1.fusion, resolve=True),
         train={"epochs": int(l1.epochs), "seed": int(cfg.seed), "max_len": int(l1.max_len)},
-        index=index_settings(cfg.index),
+        index=lambda dim: instantiate(cfg.index, dim=dim),
     )  # fmt: skip
-    return retriever.fit(train)
+
+
+def trained_key(cfg: DictConfig, data_path: Path) -> str:
+    """Cache key of the trained L1 and L2: everything that shapes them, nothing that only reads
+    them (re-rankers, evaluation, objective), so sweeps over re-rankers train nothing again."""
+    parts = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("encoder", "index", "fl", "model")}
+    parts.update(l1=OmegaConf.to_container(cfg.pipeline.l1, resolve=True), seed=int(cfg.seed), data=data_path.name)
+    return config_key(parts)
+
+
+def trained_models(cfg: DictConfig, dataset: Dataset, data: Any, parts: dict[str, np.ndarray], settings: Any,
+                   seconds: dict[str, float]) -> TwoTowerRetriever:  # fmt: skip
+    """Train L1 (two-tower) and L2 (federated), or reuse both from the cache (``pipeline.reuse_trained``).
+
+    The L2's run directory (rounds, checkpoints) ends up in ``settings.run_dir`` either way.
+    """
+    cache = Path(cfg.paths.cache_dir) / "trained" / trained_key(cfg, Path(settings.data_path))
+    reuse = bool(cfg.pipeline.reuse_trained)
+    retriever = make_l1(cfg, dataset, parts)
+    t0 = time.perf_counter()
+    if reuse and (cache / "l1.pt").exists():
+        retriever.load(cache / "l1.pt")
+        log.info("L1 two-tower reused from %s", cache)
+    else:
+        retriever.fit(data.train)
+        retriever.save(cache / "l1.pt")
+        log.info("L1 two-tower trained and indexed in %.1fs", time.perf_counter() - t0)
+    seconds["l1_train"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_dir = Path(settings.run_dir)
+    if reuse and (cache / "fl" / BEST_MODEL / "manifest.json").exists():
+        shutil.copytree(cache / "fl", run_dir, dirs_exist_ok=True)
+        log.info("federated L2 reused from %s", cache / "fl")
+    else:
+        simulate(settings, num_supernodes=data.partition.n_clients)
+        with atomic_directory(cache / "fl") as tmp:
+            shutil.copytree(run_dir, tmp, dirs_exist_ok=True)
+    seconds["l2_federated"] = time.perf_counter() - t0
+    return retriever
 
 
 def run_pipeline(cfg: DictConfig, dataset: Dataset, data_path: Path | None, output_dir: Path | None) -> list[dict[str, Any]]:
@@ -90,14 +126,7 @@ def run_pipeline(cfg: DictConfig, dataset: Dataset, data_path: Path | None, outp
     parts = content_parts(OmegaConf.to_container(cfg.encoder, resolve=True), dataset.catalog, cfg.paths.cache_dir)
     seconds["encoder"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    retriever = train_l1(cfg, dataset, data.train, parts)
-    seconds["l1_train"] = time.perf_counter() - t0
-    log.info("L1 two-tower trained and indexed in %.1fs", seconds["l1_train"])
-
-    t0 = time.perf_counter()
-    simulate(settings, num_supernodes=data.partition.n_clients)
-    seconds["l2_federated"] = time.perf_counter() - t0
+    retriever = trained_models(cfg, dataset, data, parts, settings, seconds)
     rounds = read_rounds(Path(settings.run_dir))
     if len(rounds) <= 1:
         raise ConfigError(f"the federated simulation wrote no rounds to {settings.run_dir}")
@@ -111,7 +140,7 @@ def run_pipeline(cfg: DictConfig, dataset: Dataset, data_path: Path | None, outp
     n_candidates = int(cfg.pipeline.n_candidates)
     pipeline = TwoTierPipeline(retriever, l2, n_candidates)
     systems = {
-        f"L1 only ({retriever.index_settings['factory']}, top {n_candidates})": TwoTierPipeline(retriever, None, n_candidates),
+        f"L1 only ({cfg.index.factory}, top {n_candidates})": TwoTierPipeline(retriever, None, n_candidates),
         "L2 full ranking (federated)" + (" UNTRAINED: best round 0" if untrained else ""): l2,
         f"two-tier (L1 top {n_candidates} -> L2)": pipeline,
     }  # fmt: skip

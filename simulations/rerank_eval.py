@@ -45,6 +45,17 @@ from ranking.rules.base import HardRule
 K = 10
 
 
+class ListedScores:
+    """A Scorer over score rows computed once per held-out user (row ``i`` = ``users[i]``)."""
+
+    def __init__(self, scores: np.ndarray, users: np.ndarray) -> None:
+        self.scores = scores
+        self.row_of = {int(u): i for i, u in enumerate(users)}
+
+    def score(self, histories: list[np.ndarray], users: np.ndarray) -> np.ndarray:
+        return self.scores[[self.row_of[int(u)] for u in users]]
+
+
 def method_of(reranker: Reranker) -> str:
     """``neural``, ``rules`` or ``hybrid`` (the ``method`` column of results)."""
     if reranker.name == "neural":
@@ -90,13 +101,16 @@ def evaluate_rerankers(
     user_histories = [histories[u] for u in users]
     tail = long_tail_mask(popularity)
     n_cat = int(catalog.category.max()) + 1 if catalog.category.size else 0
+    # L1 candidates and L2 scores once for every re-ranker: they only re-rank them
+    candidates = pipeline.candidates(user_histories)
+    l2_scores = pipeline.rank_candidates(user_histories, candidates)
     rows: list[dict[str, Any]] = []
     examples: dict[str, Any] = {}
     for name, reranker in track(list(rerankers.items()), description="re-rankers", disable=not progress):
         staged = pipeline.with_reranker(reranker, context)
-        staged.eval_k = K
-        accuracy = evaluate(staged, heldout, "test", ks=(K,))
-        lists = staged.top_lists(user_histories, K)
+        lists = staged.final_lists(user_histories, candidates, l2_scores, K)
+        accuracy = evaluate(ListedScores(staged.list_scores(candidates, l2_scores, lists), users), heldout, "test",
+                            ks=(K,))  # fmt: skip
         requests = [staged.recommend(h, k=K) for h in user_histories[:latency_requests]]
         latency = latency_summary(requests)
 

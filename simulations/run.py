@@ -133,10 +133,12 @@ def objective_value(cfg: DictConfig, rows: list[dict[str, Any]]) -> float:
             raise ConfigError(f"objective.reranker={name!r} is not among the compared re-rankers (rerankers.*)")
     else:
         main = next((r for r in rows if str(r.get("system", "")).startswith("two-tier")), rows[-1])
-    if metric not in main:
-        known = sorted(k for k, v in main.items() if isinstance(v, int | float) and not isinstance(v, bool))
-        raise ConfigError(f"objective.metric={metric!r} is not a result of mode={cfg.mode}; known: {known}")
-    return float(main[metric])
+    weight = float(cfg.objective.get("diversity_weight") or 0.0)
+    for key in (metric, "ild@10") if weight else (metric,):
+        if key not in main:
+            known = sorted(k for k, v in main.items() if isinstance(v, int | float) and not isinstance(v, bool))
+            raise ConfigError(f"objective needs {key!r}, which is not a result of this row; known: {known}")
+    return float(main[metric]) + (weight * float(main["ild@10"]) if weight else 0.0)
 
 
 def table_columns(ks: list[int]) -> list[str]:

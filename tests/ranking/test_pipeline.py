@@ -105,3 +105,31 @@ def test_bad_settings_are_refused(scorer):
         TwoTierPipeline(FixedCandidates(), scorer, n_candidates=0)
     with pytest.raises(ConfigError, match="k must lie"):
         TwoTierPipeline(FixedCandidates(), scorer, n_candidates=5).recommend(np.array([1]), k=6)
+
+
+def test_a_reranker_is_the_third_stage_and_explains_each_item(scorer):
+    from ranking.data import Catalog
+    from ranking.hybrid import build_reranker
+    from ranking.rules import RerankContext
+
+    category = np.arange(N_ITEMS) % 2  # two categories
+    catalog = Catalog(ids=[str(i) for i in range(N_ITEMS)], text=[""] * N_ITEMS, category=category,
+                      category_names=("a", "b"))  # fmt: skip
+    context = RerankContext.from_catalog(catalog, popularity=np.ones(N_ITEMS), k=4)
+    capped = build_reranker({"name": "constrained", "rules": [{"name": "category_cap", "max_per_category": 1}]})
+    pipeline = TwoTierPipeline(FixedCandidates(width=8), scorer, n_candidates=8, reranker=capped, context=context)
+    answer = pipeline.recommend(np.array([1, 2, 3]), k=4)
+    assert len(answer.items) == 2 and len(set(category[answer.items])) == 2  # at most one per category
+    assert answer.rerank_ms > 0 and answer.total_ms >= answer.l1_ms + answer.l2_ms
+    assert [e["item"] for e in answer.explanations] == answer.items.tolist()
+    assert all("l1_rank" in e and "l2_score" in e for e in answer.explanations)
+    removed = answer.reranked.removed  # the capped candidates, each named with the rule that acted
+    assert removed and all(rule == "category_cap" for rule, _ in removed.values())
+    assert not set(removed) & set(answer.items.tolist())
+    # neural-only changes nothing: the same lists and the same evaluation scores as no re-ranker
+    neural = pipeline.with_reranker(build_reranker({"name": "neural"}))
+    plain = TwoTierPipeline(FixedCandidates(width=8), scorer, n_candidates=8)
+    hs = histories()
+    np.testing.assert_array_equal(neural.top_lists(hs, 4), plain.top_lists(hs, 4))
+    order = lambda s: np.argsort(-s, axis=1, kind="stable")[:, :4]  # noqa: E731
+    np.testing.assert_array_equal(order(neural.score(hs, np.arange(3))), order(plain.score(hs, np.arange(3))))

@@ -60,3 +60,24 @@ def test_pipeline_needs_an_encoder(tmp_path):
     with pytest.raises(ConfigError, match="needs an encoder"):
         without_encoder = [o for o in SMALL_CHAIN if not o.startswith("encoder.")]
         run(composed(*without_encoder, "encoder=none", f"paths.cache_dir={tmp_path}"), output_dir=tmp_path)
+
+
+def test_a_second_run_reuses_the_trained_models_and_only_re_ranks(tmp_path, monkeypatch):
+    import simulations.pipeline as pipeline_mode
+
+    chain = [*SMALL_CHAIN, f"paths.cache_dir={tmp_path / 'cache'}"]
+    first = run(composed(*chain), output_dir=tmp_path / "a")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the federated L2 was trained again")
+
+    monkeypatch.setattr(pipeline_mode, "simulate", no_training)
+    monkeypatch.setattr(pipeline_mode.TwoTowerRetriever, "fit", no_training)
+    again = run(composed(*chain, "rerankers.blend.weights.popularity=0.5"), output_dir=tmp_path / "b")
+    accuracy = lambda rows: [(r["system"], r["ndcg@10"]) for r in rows if "system" in r]  # noqa: E731
+    assert accuracy(again) == accuracy(first)
+    blend = lambda rows: next(r for r in rows if r.get("reranker") == "blend")  # noqa: E731
+    assert (tmp_path / "b" / "fl" / "best_model" / "manifest.json").exists()
+    assert blend(again)["reranker"] == "blend"
+    with pytest.raises(AssertionError, match="trained again"):  # a training setting is a new key
+        run(composed(*chain, "fl.num_rounds=3"), output_dir=tmp_path / "c")
