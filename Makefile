@@ -22,6 +22,7 @@ simulate: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q $(ARGS)
 
 lint: $(STAMP)

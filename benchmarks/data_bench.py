@@ -25,10 +25,17 @@ sys.path.insert(0, str(ROOT))
 CASES: dict[str, dict] = {
     "synthetic-100k": {"kind": "synthetic", "n_items": 100_000, "n_users": 20_000},
     "synthetic-1m": {
-        "kind": "synthetic", "n_items": 1_000_000, "n_users": 100_000,
-        "n_categories": 20, "n_colours": 12, "n_patterns": 8,
-    },  # fmt: skip
-    "ml-100k-recbole": {"kind": "recbole", "directory": str(ROOT.parent / "shared" / "data" / "ml-100k")},
+        "kind": "synthetic",
+        "n_items": 1_000_000,
+        "n_users": 100_000,
+        "n_categories": 20,
+        "n_colours": 12,
+        "n_patterns": 8,
+    },
+    "ml-100k-recbole": {
+        "kind": "recbole",
+        "directory": str(ROOT.parent / "shared" / "data" / "ml-100k"),
+    },
 }
 
 
@@ -79,7 +86,10 @@ def main() -> None:
     rows = []
     for name in names:
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", "--case", name], capture_output=True, text=True, check=False
+            [sys.executable, __file__, "--child", "--case", name],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode != 0:
             print(f"case {name} failed:\n{proc.stderr}", file=sys.stderr)

@@ -95,7 +95,9 @@ def latencies_ms(
 
 def run(n_items: int, runs: int, warmup: int, seed: int, workdir: Path) -> list[dict]:
     dataset = f"catalog-{n_items}" + (" (ML-1M size)" if n_items == 3706 else "")
-    setting = f"sasrec h{HIDDEN} b{N_BLOCKS} L{MAX_LEN}, top-{TOP_K}, batch 1, 1 thread, {cpu_isa()}"
+    setting = (
+        f"sasrec h{HIDDEN} b{N_BLOCKS} L{MAX_LEN}, top-{TOP_K}, batch 1, 1 thread, {cpu_isa()}"
+    )
     torch.manual_seed(seed)
     net = build_model("sasrec", n_items, hidden=HIDDEN, n_blocks=N_BLOCKS, max_len=MAX_LEN).eval()
     eager = OnDeviceScorer(net, TOP_K).eval()

@@ -62,13 +62,20 @@ def central_row(name: str, settings: FederatedSettings) -> dict:
     data = task_data(settings)
     t0 = time.perf_counter()
     model = SequenceRecommender(
-        settings.model, model={"hidden": settings.hidden, "n_blocks": settings.n_blocks},
+        settings.model,
+        model={"hidden": settings.hidden, "n_blocks": settings.n_blocks},
         train={"max_len": settings.max_len, "progress": False, "seed": settings.seed},
-    ).fit(data.train, validation=data.heldout)  # fmt: skip
+    ).fit(data.train, validation=data.heldout)
     result = evaluate(model, data.heldout, "test", ks=(10,))
-    return {"dataset": name, "method": "central", "setting": f"{settings.model}, early stopping",
-            "hr@10": result["hr@10"], "ndcg@10": result["ndcg@10"], "rounds_or_epochs": model.best_epoch,
-            "seconds": time.perf_counter() - t0}  # fmt: skip
+    return {
+        "dataset": name,
+        "method": "central",
+        "setting": f"{settings.model}, early stopping",
+        "hr@10": result["hr@10"],
+        "ndcg@10": result["ndcg@10"],
+        "rounds_or_epochs": model.best_epoch,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def federated_row(name: str, method: str, settings: FederatedSettings) -> dict:
@@ -82,20 +89,26 @@ def federated_row(name: str, method: str, settings: FederatedSettings) -> dict:
     best = best_round(rows) or last
     updates = sum(r["accepted"] for r in trained)
     row = {
-        "dataset": name, "method": method,
+        "dataset": name,
+        "method": method,
         "setting": f"{settings.strategy} eta {settings.eta:g}, E={settings.local_epochs}, "
-                   f"{settings.update_encoding}/{settings.quantize}"
-                   f"{f' +{settings.sparse_extra_rows} rows' if settings.update_encoding == 'row-sparse' else ''}, "
-                   f"{settings.num_rounds} rounds, {settings.fraction_train:.0%} of {n_clients} clients",
-        "hr@10": last["hr@10"], "ndcg@10": last["ndcg@10"], "rounds_or_epochs": last["round"],
+        f"{settings.update_encoding}/{settings.quantize}"
+        f"{f' +{settings.sparse_extra_rows} rows' if settings.update_encoding == 'row-sparse' else ''}, "
+        f"{settings.num_rounds} rounds, {settings.fraction_train:.0%} of {n_clients} clients",
+        "hr@10": last["hr@10"],
+        "ndcg@10": last["ndcg@10"],
+        "rounds_or_epochs": last["round"],
         # model selection as central early stopping does: the round with the best validation NDCG@10
-        "best_round": best["round"], "hr@10_best_val": best["hr@10"], "ndcg@10_best_val": best["ndcg@10"],
+        "best_round": best["round"],
+        "hr@10_best_val": best["hr@10"],
+        "ndcg@10_best_val": best["ndcg@10"],
         "bytes_per_round": sum(r["bytes_up"] for r in trained) / max(1, len(trained)),
         "bytes_down_per_round": sum(r["bytes_down"] for r in trained) / max(1, len(trained)),
         "client_updates_per_second": updates / max(1e-9, sum(r["seconds"] for r in trained)),
-        "dropped": sum(r["dropped"] for r in trained), "rejected": sum(r["rejected"] for r in trained),
+        "dropped": sum(r["dropped"] for r in trained),
+        "rejected": sum(r["rejected"] for r in trained),
         "seconds": wall,
-    }  # fmt: skip
+    }
     if "epsilon" in last:
         row["epsilon"] = last["epsilon"]
         row["delta"] = last["delta"]
@@ -107,7 +120,10 @@ def experiments(group: str, base: FederatedSettings) -> list[tuple[str, Federate
         return [
             ("federated dense", base),
             ("federated row-sparse", base.replace(update_encoding="row-sparse")),
-            ("federated row-sparse int8", base.replace(update_encoding="row-sparse", quantize="int8")),
+            (
+                "federated row-sparse int8",
+                base.replace(update_encoding="row-sparse", quantize="int8"),
+            ),
         ]
     if group == "robustness":
         byz = {"byzantine_fraction": 0.1, "byzantine_mode": "scale", "byzantine_factor": -5.0}
@@ -120,16 +136,35 @@ def experiments(group: str, base: FederatedSettings) -> list[tuple[str, Federate
             ("fedavg 10% byzantine", base.replace(strategy="fedavg", **byz)),
             ("fedmedian 10% byzantine", base.replace(strategy="fedmedian", **byz)),
             ("fedmedian clean", base.replace(strategy="fedmedian")),
-            ("krum 10% byzantine", base.replace(strategy="krum", num_malicious_nodes=n_byzantine, **byz)),
+            (
+                "krum 10% byzantine",
+                base.replace(strategy="krum", num_malicious_nodes=n_byzantine, **byz),
+            ),
             ("krum clean", base.replace(strategy="krum", num_malicious_nodes=n_byzantine)),
-            ("multikrum 10% byzantine", base.replace(strategy="multikrum", num_malicious_nodes=n_byzantine,
-                                                     num_nodes_to_select=n_sampled - 2 * n_byzantine, **byz)),
-            ("multikrum clean", base.replace(strategy="multikrum", num_malicious_nodes=n_byzantine,
-                                             num_nodes_to_select=n_sampled - 2 * n_byzantine)),
+            (
+                "multikrum 10% byzantine",
+                base.replace(
+                    strategy="multikrum",
+                    num_malicious_nodes=n_byzantine,
+                    num_nodes_to_select=n_sampled - 2 * n_byzantine,
+                    **byz,
+                ),
+            ),
+            (
+                "multikrum clean",
+                base.replace(
+                    strategy="multikrum",
+                    num_malicious_nodes=n_byzantine,
+                    num_nodes_to_select=n_sampled - 2 * n_byzantine,
+                ),
+            ),
         ]
     if group == "dp":
         return [
-            (f"dp noise {z}", base.replace(strategy="fedavg", dp_noise_multiplier=z, dp_clipping_norm=1.0))
+            (
+                f"dp noise {z}",
+                base.replace(strategy="fedavg", dp_noise_multiplier=z, dp_clipping_norm=1.0),
+            )
             for z in (0.3, 1.0, 3.0)
         ]
     raise SystemExit(f"unknown group {group!r}")
@@ -143,16 +178,24 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--no-central", action="store_true")
     parser.add_argument("--eval-every", type=int, default=10)
-    parser.add_argument("--eta", type=float, default=FederatedSettings.eta, help="FedAdam server step size")
-    parser.add_argument("--methods", nargs="*", default=None, help="run only these methods of the groups")
+    parser.add_argument(
+        "--eta", type=float, default=FederatedSettings.eta, help="FedAdam server step size"
+    )
+    parser.add_argument(
+        "--methods", nargs="*", default=None, help="run only these methods of the groups"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="fl-bench-"))
     rows = []
     for name in args.datasets:
         base = FederatedSettings(
-            data_path=str(dataset_file(name, workdir)), num_rounds=args.rounds, fraction_train=args.fraction,
-            partition="one_user_per_client", eval_every=args.eval_every, eta=args.eta,
-        )  # fmt: skip
+            data_path=str(dataset_file(name, workdir)),
+            num_rounds=args.rounds,
+            fraction_train=args.fraction,
+            partition="one_user_per_client",
+            eval_every=args.eval_every,
+            eta=args.eta,
+        )
         if not args.no_central:
             rows.append(central_row(name, base))
             print(rows[-1], flush=True)
@@ -164,10 +207,23 @@ def main() -> None:
                 rows.append(federated_row(name, method, settings.replace(run_dir=str(run_dir))))
                 rows[-1]["machine"] = MACHINE
                 print(rows[-1], flush=True)
-    cols = ["dataset", "method", "setting", "hr@10", "ndcg@10", "rounds_or_epochs", "ndcg@10_best_val",
-            "best_round", "bytes_per_round",
-            "client_updates_per_second", "epsilon", "seconds"]  # fmt: skip
-    print_table("Federated vs central (held-out users, leave-one-out test, full ranking)", rows, cols)
+    cols = [
+        "dataset",
+        "method",
+        "setting",
+        "hr@10",
+        "ndcg@10",
+        "rounds_or_epochs",
+        "ndcg@10_best_val",
+        "best_round",
+        "bytes_per_round",
+        "client_updates_per_second",
+        "epsilon",
+        "seconds",
+    ]
+    print_table(
+        "Federated vs central (held-out users, leave-one-out test, full ranking)", rows, cols
+    )
     out = ROOT / "benchmarks" / "results" / "fl_vs_central.json"
     write_results(out, rows, key=("dataset", "method"))
     print(f"wrote {out.relative_to(ROOT)}")

@@ -49,11 +49,16 @@ def two_tower_rows(dataset_name, split, n_items, variants, epochs, groups, seed)
             n_items=n_items, model={"n_blocks": 1}, train={"epochs": epochs, "seed": seed}, **kwargs
         ).fit(split.train)
         result = l1_recall(retriever, split, "test", ks=(100, 500), groups=groups)
-        rows.append({
-            "dataset": dataset_name, "method": method, "setting": f"two-tower sasrec, {epochs} epochs",
-            **{k: round(v, 4) for k, v in result.items()}, "train_seconds": round(time.perf_counter() - t0, 1),
-            "machine": MACHINE,
-        })  # fmt: skip
+        rows.append(
+            {
+                "dataset": dataset_name,
+                "method": method,
+                "setting": f"two-tower sasrec, {epochs} epochs",
+                **{k: round(v, 4) for k, v in result.items()},
+                "train_seconds": round(time.perf_counter() - t0, 1),
+                "machine": MACHINE,
+            }
+        )
         print(rows[-1], flush=True)
     return rows
 
@@ -70,15 +75,31 @@ def synthetic(args) -> tuple[list[dict], list[dict]]:
     train_items, held_out = perm[: int(0.8 * len(perm))], perm[int(0.8 * len(perm)) :]
     encoder = ClipEncoder(allow_random_init=True, seed=args.seed)
     pick = lambda idx, xs: [xs[i] for i in idx]  # noqa: E731
-    clip_rows = [{"dataset": "synthetic", "method": "tiny-clip", "setting": "random init",
-                  **retrieval_recall(encoder, pick(held_out, images), pick(held_out, texts))}]  # fmt: skip
+    clip_rows = [
+        {
+            "dataset": "synthetic",
+            "method": "tiny-clip",
+            "setting": "random init",
+            **retrieval_recall(encoder, pick(held_out, images), pick(held_out, texts)),
+        }
+    ]
     t0 = time.perf_counter()
-    history = train_contrastive(encoder, pick(train_items, images), pick(train_items, texts),
-                                ContrastiveConfig(epochs=args.clip_epochs, lr=2e-3, seed=args.seed))  # fmt: skip
-    clip_rows.append({"dataset": "synthetic", "method": "tiny-clip",
-                      "setting": f"ClipLoss, {args.clip_epochs} epochs on {len(train_items)} items",
-                      **retrieval_recall(encoder, pick(held_out, images), pick(held_out, texts)),
-                      "final_loss": history[-1]["loss"], "train_seconds": time.perf_counter() - t0})  # fmt: skip
+    history = train_contrastive(
+        encoder,
+        pick(train_items, images),
+        pick(train_items, texts),
+        ContrastiveConfig(epochs=args.clip_epochs, lr=2e-3, seed=args.seed),
+    )
+    clip_rows.append(
+        {
+            "dataset": "synthetic",
+            "method": "tiny-clip",
+            "setting": f"ClipLoss, {args.clip_epochs} epochs on {len(train_items)} items",
+            **retrieval_recall(encoder, pick(held_out, images), pick(held_out, texts)),
+            "final_loss": history[-1]["loss"],
+            "train_seconds": time.perf_counter() - t0,
+        }
+    )
     for row in clip_rows:
         row["machine"] = MACHINE
     text, image = encoder.embed_texts(texts), encoder.embed_images(images)
@@ -89,11 +110,21 @@ def synthetic(args) -> tuple[list[dict], list[dict]]:
         "fused (text+image)": {"text": text, "image": image, "use_id": False},
         "fused (text+image+id)": {"text": text, "image": image, "use_id": True},
         "fused (text+image+id), id-dropout 0.5": {
-            "text": text, "image": image, "use_id": True, "fusion": {"id_dropout": 0.5},
+            "text": text,
+            "image": image,
+            "use_id": True,
+            "fusion": {"id_dropout": 0.5},
         },
     }
-    rows = two_tower_rows("synthetic (temporal)", split, catalog.n_items, variants, args.epochs,
-                          {"warm": ~cold, "cold": cold}, args.seed)  # fmt: skip
+    rows = two_tower_rows(
+        "synthetic (temporal)",
+        split,
+        catalog.n_items,
+        variants,
+        args.epochs,
+        {"warm": ~cold, "cold": cold},
+        args.seed,
+    )
     return clip_rows, rows
 
 
@@ -108,9 +139,14 @@ def movielens(args) -> list[dict]:
     split = leave_one_out(ds.interactions)
     encoder = ClipEncoder(allow_random_init=True, seed=args.seed)  # text tower only: token identity
     text = encoder.embed_texts(list(ds.catalog.text))
-    variants = {"id-only": {"use_id": True}, "text-only": {"text": text, "use_id": False},
-                "fused (text+id)": {"text": text, "use_id": True}}  # fmt: skip
-    return two_tower_rows("ml-100k (leave-one-out)", split, ds.catalog.n_items, variants, args.epochs, None, args.seed)
+    variants = {
+        "id-only": {"use_id": True},
+        "text-only": {"text": text, "use_id": False},
+        "fused (text+id)": {"text": text, "use_id": True},
+    }
+    return two_tower_rows(
+        "ml-100k (leave-one-out)", split, ds.catalog.n_items, variants, args.epochs, None, args.seed
+    )
 
 
 def main() -> None:
@@ -124,8 +160,17 @@ def main() -> None:
     if not args.skip_movielens:
         rows += movielens(args)
     print_table("CLIP retrieval on held-out synthetic items", clip_rows)
-    cols = ["dataset", "method", "recall@100", "recall@500", "warm_recall@100", "cold_recall@100",
-            "cold_recall@500", "cold_n", "train_seconds"]  # fmt: skip
+    cols = [
+        "dataset",
+        "method",
+        "recall@100",
+        "recall@500",
+        "warm_recall@100",
+        "cold_recall@100",
+        "cold_recall@500",
+        "cold_n",
+        "train_seconds",
+    ]
     print_table("L1 recall of the true next item (FAISS Flat, seen items excluded)", rows, cols)
     out = ROOT / "benchmarks" / "results" / "l1_coldstart.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -49,9 +49,17 @@ def make(name: str, args) -> object:
         return MostPopular()
     if name == "itemknn":
         return ItemKNN()
-    train = {"epochs": args.max_epochs, "patience": args.patience, "progress": False, "seed": args.seed,
-             "max_len": args.max_len, "cover_history": not args.last_window_only}  # fmt: skip
-    kind = {"gru4rec": "gru4rec", "lstm": "lstm", "sasrec": "sasrec", "longshort": "longshort"}[name]
+    train = {
+        "epochs": args.max_epochs,
+        "patience": args.patience,
+        "progress": False,
+        "seed": args.seed,
+        "max_len": args.max_len,
+        "cover_history": not args.last_window_only,
+    }
+    kind = {"gru4rec": "gru4rec", "lstm": "lstm", "sasrec": "sasrec", "longshort": "longshort"}[
+        name
+    ]
     model = {"session_encoder": "attention"} if kind == "longshort" else {}
     return SequenceRecommender(kind, model=model, train=train)
 
@@ -63,7 +71,11 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=200)
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--max-len", type=int, default=50)
-    parser.add_argument("--last-window-only", action="store_true", help="the SASRec protocol: last max_len items only")
+    parser.add_argument(
+        "--last-window-only",
+        action="store_true",
+        help="the SASRec protocol: last max_len items only",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rows = []
@@ -80,25 +92,44 @@ def main() -> None:
             wall = time.perf_counter() - t0
             metrics = evaluate(model, split, "test", ks=(10,))
             row = {
-                "dataset": dataset_name, "method": name,
-                "setting": "full ranking, seen filtered" + (", last window" if args.last_window_only else ""),
-                "hr@10": round(metrics["hr@10"], 4), "ndcg@10": round(metrics["ndcg@10"], 4),
-                "mrr@10": round(metrics["mrr@10"], 4), "coverage@10": round(metrics["coverage@10"], 4),
-                "fit_seconds": round(wall, 1), "machine": MACHINE,
-            }  # fmt: skip
+                "dataset": dataset_name,
+                "method": name,
+                "setting": "full ranking, seen filtered"
+                + (", last window" if args.last_window_only else ""),
+                "hr@10": round(metrics["hr@10"], 4),
+                "ndcg@10": round(metrics["ndcg@10"], 4),
+                "mrr@10": round(metrics["mrr@10"], 4),
+                "coverage@10": round(metrics["coverage@10"], 4),
+                "fit_seconds": round(wall, 1),
+                "machine": MACHINE,
+            }
             if isinstance(model, SequenceRecommender):
                 epochs = [h for h in model.history if "seconds" in h]
                 per_epoch = sum(h["seconds"] for h in epochs) / max(1, len(epochs))
                 best = model.best_epoch or len(epochs)
                 to_best = sum(h["seconds"] + h.get("eval_seconds", 0.0) for h in epochs[:best])
-                row.update({
-                    "seconds_per_epoch": round(per_epoch, 2), "epochs_run": len(epochs), "best_epoch": best,
-                    "seconds_to_best": round(to_best, 1), "val_ndcg@10": round(model.best_metric or 0.0, 4),
-                })  # fmt: skip
+                row.update(
+                    {
+                        "seconds_per_epoch": round(per_epoch, 2),
+                        "epochs_run": len(epochs),
+                        "best_epoch": best,
+                        "seconds_to_best": round(to_best, 1),
+                        "val_ndcg@10": round(model.best_metric or 0.0, 4),
+                    }
+                )
             rows.append(row)
             print(row, flush=True)
-    cols = ["dataset", "method", "hr@10", "ndcg@10", "mrr@10", "seconds_per_epoch", "best_epoch",
-            "seconds_to_best", "fit_seconds"]  # fmt: skip
+    cols = [
+        "dataset",
+        "method",
+        "hr@10",
+        "ndcg@10",
+        "mrr@10",
+        "seconds_per_epoch",
+        "best_epoch",
+        "seconds_to_best",
+        "fit_seconds",
+    ]
     print_table("L2 accuracy (leave-one-out, full ranking, test)", rows, cols)
     out = ROOT / "benchmarks" / "results" / "l2_accuracy.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -69,8 +69,14 @@ def _cached_tag_file(model: str, tag: str, cache_dir: str | None) -> Path:
     if hub:
         from huggingface_hub import try_to_load_from_cache
 
-        repo, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
-        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        repo, filename = (
+            os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
+        )
+        names = (
+            [filename]
+            if filename
+            else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        )
         for name in names:
             found = try_to_load_from_cache(repo, name, cache_dir=cache_dir)
             looked.append(f"hf-hub {repo}/{name}")
@@ -163,7 +169,9 @@ class ClipEncoder:
         else:
             base_cfg = open_clip.get_model_config(model)
             if base_cfg is None:
-                raise EncoderError(f"unknown open_clip model {model!r}; known: {open_clip.list_models()}")
+                raise EncoderError(
+                    f"unknown open_clip model {model!r}; known: {open_clip.list_models()}"
+                )
             self.model_cfg = {**base_cfg, **kwargs}
             source = model
             if pretrained is None:
@@ -173,7 +181,9 @@ class ClipEncoder:
                         f"model=local-dir:<folder>, or allow_random_init=True to train it from scratch"
                     )
                 pretrained_arg = None
-            elif any(sep in pretrained for sep in ("/", os.sep)) or pretrained.endswith(CHECKPOINT_SUFFIXES):
+            elif any(sep in pretrained for sep in ("/", os.sep)) or pretrained.endswith(
+                CHECKPOINT_SUFFIXES
+            ):
                 checkpoint = Path(pretrained)
                 if not checkpoint.is_file():
                     raise EncoderError(
@@ -221,18 +231,30 @@ class ClipEncoder:
         """L2-normalised text embeddings, ``float32 [n, dim]``."""
         texts = [str(t) for t in texts]
         digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()
-        return self._cached("text", digest, len(texts), lambda: self._run_batches(texts, self._encode_texts))
+        return self._cached(
+            "text", digest, len(texts), lambda: self._run_batches(texts, self._encode_texts)
+        )
 
     def embed_images(self, images: Sequence[Any]) -> np.ndarray:
         """L2-normalised image embeddings of PIL images (or HxWx3 uint8 arrays), ``float32 [n, dim]``."""
         from PIL import Image
 
-        pil = [img if isinstance(img, Image.Image) else Image.fromarray(np.asarray(img, dtype=np.uint8)) for img in images]
+        pil = [
+            img
+            if isinstance(img, Image.Image)
+            else Image.fromarray(np.asarray(img, dtype=np.uint8))
+            for img in images
+        ]
         digest = hashlib.sha256()
         for img in pil:
             digest.update(f"{img.mode}{img.size}".encode())
             digest.update(img.tobytes())
-        return self._cached("image", digest.hexdigest(), len(pil), lambda: self._run_batches(pil, self._encode_images))
+        return self._cached(
+            "image",
+            digest.hexdigest(),
+            len(pil),
+            lambda: self._run_batches(pil, self._encode_images),
+        )
 
     def image_tensor(self, images: Sequence[Any]) -> torch.Tensor:
         """Preprocessed pixel tensors ``[n, 3, S, S]`` (the model's evaluation transform)."""
@@ -255,8 +277,12 @@ class ClipEncoder:
         out = np.zeros((len(items), self.dim), dtype=np.float32)
         starts = range(0, len(items), self.batch_size)
         with torch.no_grad():
-            for lo in tqdm(starts, desc=f"embed {self.name}", disable=not self.progress, leave=False):
-                out[lo : lo + self.batch_size] = encode(items[lo : lo + self.batch_size]).float().numpy()
+            for lo in tqdm(
+                starts, desc=f"embed {self.name}", disable=not self.progress, leave=False
+            ):
+                out[lo : lo + self.batch_size] = (
+                    encode(items[lo : lo + self.batch_size]).float().numpy()
+                )
         return out
 
     def _cached(self, modality: str, content: str, n: int, compute: Any) -> np.ndarray:

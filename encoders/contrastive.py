@@ -32,7 +32,9 @@ class ContrastiveConfig:
 
     def __post_init__(self) -> None:
         if self.loss not in ("clip", "siglip"):
-            raise ConfigError(f"contrastive loss {self.loss!r} is not known; expected 'clip' or 'siglip'")
+            raise ConfigError(
+                f"contrastive loss {self.loss!r} is not known; expected 'clip' or 'siglip'"
+            )
         if self.epochs < 0 or self.batch_size < 2:
             raise ConfigError("contrastive training needs epochs >= 0 and batch_size >= 2")
 
@@ -44,14 +46,21 @@ def _make_loss(name: str) -> torch.nn.Module:
 
 
 def train_contrastive(
-    encoder: ClipEncoder, images: Sequence[Any], texts: Sequence[str], config: ContrastiveConfig | None = None
+    encoder: ClipEncoder,
+    images: Sequence[Any],
+    texts: Sequence[str],
+    config: ContrastiveConfig | None = None,
 ) -> list[dict[str, float]]:
     """Train ``encoder``'s model on aligned ``images``/``texts``; returns one row per epoch."""
     cfg = config or ContrastiveConfig()
     if len(images) != len(texts):
-        raise ConfigError(f"contrastive training needs as many images ({len(images)}) as texts ({len(texts)})")
+        raise ConfigError(
+            f"contrastive training needs as many images ({len(images)}) as texts ({len(texts)})"
+        )
     if cfg.loss == "siglip" and getattr(encoder.model, "logit_bias", None) is None:
-        raise ConfigError("SigLIP loss needs a model with a logit_bias: build it with model_kwargs={'init_logit_bias': -10}")
+        raise ConfigError(
+            "SigLIP loss needs a model with a logit_bias: build it with model_kwargs={'init_logit_bias': -10}"
+        )
     from tqdm.auto import trange
 
     torch.manual_seed(cfg.seed)
@@ -80,7 +89,13 @@ def train_contrastive(
                 model.logit_scale.clamp_(0, np.log(100))
             total += float(loss.detach())
             batches += 1
-        history.append({"epoch": epoch + 1, "loss": total / max(1, batches), "seconds": time.perf_counter() - t0})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": total / max(1, batches),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
     model.eval()
     encoder.weights_changed()
     return history

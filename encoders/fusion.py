@@ -76,7 +76,10 @@ class ItemFusion(nn.Module):
         self.id_dropout = id_dropout
         self.out_dim = out_dim
         self.modalities: list[str] = []
-        for name, vectors, present in (("text", text, text_present), ("image", image, image_present)):
+        for name, vectors, present in (
+            ("text", text, text_present),
+            ("image", image, image_present),
+        ):
             if vectors is None:
                 continue
             self.modalities.append(name)
@@ -92,8 +95,14 @@ class ItemFusion(nn.Module):
         if not self.modalities:  # ID-only: nothing to fuse
             return
         if mode == "concat":
-            in_dim = sum(dims.values()) + len(self.modalities) + (out_dim + 1 if self.id_embedding is not None else 0)
-            self.project = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+            in_dim = (
+                sum(dims.values())
+                + len(self.modalities)
+                + (out_dim + 1 if self.id_embedding is not None else 0)
+            )
+            self.project = nn.Sequential(
+                nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim)
+            )
         else:
             self.projections = nn.ModuleDict({n: nn.Linear(d, out_dim) for n, d in dims.items()})
             n_parts = len(self.modalities) + (1 if self.id_embedding is not None else 0)
@@ -105,7 +114,11 @@ class ItemFusion(nn.Module):
             self.id_present[items] = False
 
     def _device(self) -> torch.device:
-        return next(iter(self.parameters())).device if any(True for _ in self.parameters()) else torch.device("cpu")
+        return (
+            next(iter(self.parameters())).device
+            if any(True for _ in self.parameters())
+            else torch.device("cpu")
+        )
 
     def _present(self, items: Tensor) -> dict[str, Tensor]:
         """Which modalities each item shows in this pass (after modality dropout when training)."""
@@ -113,13 +126,17 @@ class ItemFusion(nn.Module):
         if self.id_embedding is not None:
             present["id"] = self.id_present[items]
             if self.training and self.id_dropout > 0 and self.modalities:
-                present["id"] = present["id"] & (torch.rand(len(items), device=items.device) >= self.id_dropout)
+                present["id"] = present["id"] & (
+                    torch.rand(len(items), device=items.device) >= self.id_dropout
+                )
         if self.training and self.modality_dropout > 0 and len(self.modalities) > 1:
             drop = torch.rand(len(items), device=items.device) < self.modality_dropout
             which = torch.randint(len(self.modalities), (len(items),), device=items.device)
             for k, name in enumerate(self.modalities):
                 others = torch.stack([present[o] for o in self.modalities if o != name]).any(0)
-                present[name] = present[name] & ~(drop & (which == k) & others)  # never hide the last one
+                present[name] = present[name] & ~(
+                    drop & (which == k) & others
+                )  # never hide the last one
         return present
 
     def forward(self, items: Tensor | None = None) -> Tensor:
@@ -130,7 +147,10 @@ class ItemFusion(nn.Module):
         if not self.modalities:
             assert self.id_embedding is not None
             return F.normalize(self.id_embedding(items) * present["id"].unsqueeze(-1), dim=-1)
-        feats = {n: getattr(self, f"{n}_vectors")[items] * present[n].unsqueeze(-1) for n in self.modalities}
+        feats = {
+            n: getattr(self, f"{n}_vectors")[items] * present[n].unsqueeze(-1)
+            for n in self.modalities
+        }
         flags = [present[n].float().unsqueeze(-1) for n in self.modalities]
         id_vec = None
         if self.id_embedding is not None:

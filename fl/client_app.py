@@ -58,7 +58,9 @@ class SimulatedCrash(RuntimeError):
     """Raised by a client chosen to fail this round (``drop-fraction``)."""
 
 
-def client_interactions(settings: FederatedSettings, context: Context) -> tuple[Interactions, int, int]:
+def client_interactions(
+    settings: FederatedSettings, context: Context
+) -> tuple[Interactions, int, int]:
     """The client's own interactions, its partition id and the catalog size."""
     node = context.node_config
     if "data-path" in node:  # deployment: the node's own file
@@ -67,7 +69,9 @@ def client_interactions(settings: FederatedSettings, context: Context) -> tuple[
     data = task_data(settings)
     pid = int(node["partition-id"])
     if pid >= data.partition.n_clients:
-        raise ValueError(f"partition-id {pid} but the partition has {data.partition.n_clients} clients")
+        raise ValueError(
+            f"partition-id {pid} but the partition has {data.partition.n_clients} clients"
+        )
     return data.partition.client_interactions(data.train, pid), pid, data.dataset.catalog.n_items
 
 
@@ -83,13 +87,19 @@ def _is_byzantine(seed: int, pid: int, fraction: float) -> bool:
     return fraction > 0 and bool(np.random.default_rng([seed, pid, 7]).random() < fraction)
 
 
-def settings_for(base: FederatedSettings, context: Context, message: Message | None = None) -> FederatedSettings:
+def settings_for(
+    base: FederatedSettings, context: Context, message: Message | None = None
+) -> FederatedSettings:
     server_config: dict[str, Any] = {}
     if message is not None and "config" in message.content.config_records:
         # Strategies add keys of their own (server-round, clipping_norm, proximal-mu...): keep ours.
         known = FederatedSettings.round_field_names()
-        server_config = {k: v for k, v in message.content["config"].items() if k.replace("-", "_") in known}
-    return FederatedSettings.from_run_config(base.to_run_config(), dict(context.run_config), server_config)
+        server_config = {
+            k: v for k, v in message.content["config"].items() if k.replace("-", "_") in known
+        }
+    return FederatedSettings.from_run_config(
+        base.to_run_config(), dict(context.run_config), server_config
+    )
 
 
 def clipping_when_asked_mod(msg: Message, context: Context, call_next: Any) -> Message:
@@ -97,13 +107,19 @@ def clipping_when_asked_mod(msg: Message, context: Context, call_next: Any) -> M
     from flwr.app import MessageType
     from flwr.clientapp.mod import fixedclipping_mod
 
-    config = msg.content.config_records.get("config") if msg.metadata.message_type == MessageType.TRAIN else None
+    config = (
+        msg.content.config_records.get("config")
+        if msg.metadata.message_type == MessageType.TRAIN
+        else None
+    )
     if config is not None and KEY_CLIPPING_NORM in config:
         return fixedclipping_mod(msg, context, call_next)
     return call_next(msg, context)
 
 
-def rows_to_send(settings: FederatedSettings, sequences: Any, new_state: State, global_state: State) -> np.ndarray:
+def rows_to_send(
+    settings: FederatedSettings, sequences: Any, new_state: State, global_state: State
+) -> np.ndarray:
     """Embedding rows of a row-sparse update: the rows the client's data touched, plus the
     ``sparse-extra-rows`` other rows whose local update has the largest norm (the softmax
     push-down of wrongly high-ranked items, which full cross-entropy spreads over every row)."""
@@ -112,7 +128,9 @@ def rows_to_send(settings: FederatedSettings, sequences: Any, new_state: State, 
     if not settings.sparse_extra_rows:
         return touched
     (key,) = EMBEDDING_KEYS
-    extra = largest_change_rows(new_state[key], global_state[key], settings.sparse_extra_rows, touched)
+    extra = largest_change_rows(
+        new_state[key], global_state[key], settings.sparse_extra_rows, touched
+    )
     return np.union1d(touched, extra).astype(np.int64)
 
 
@@ -127,7 +145,9 @@ def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
         round_ = int(msg.content["config"].get("server-round", 0))
         interactions, pid, n_items = client_interactions(settings, context)
         if _chosen(settings.seed, round_, pid, settings.drop_fraction, salt=1):
-            raise SimulatedCrash(f"client {pid} crashed in round {round_} (drop-fraction={settings.drop_fraction})")
+            raise SimulatedCrash(
+                f"client {pid} crashed in round {round_} (drop-fraction={settings.drop_fraction})"
+            )
         network = build_task_network(settings, n_items)
         global_state: State = from_array_record(msg.content["arrays"])
         set_state(network, global_state)
@@ -137,16 +157,33 @@ def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
             mu = settings.strategy.settings.proximal_mu
 
             def penalty(model: torch.nn.Module) -> torch.Tensor:
-                return 0.5 * mu * sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
+                return (
+                    0.5
+                    * mu
+                    * sum(
+                        ((p - a) ** 2).sum()
+                        for p, a in zip(model.parameters(), anchor, strict=True)
+                    )
+                )
 
         sequences = interactions.sequences()
         cfg = local_train_config(settings, seed=settings.seed * 100_003 + round_ * 1_009 + pid)
         torch.manual_seed(cfg.seed)
-        optimizer = torch.optim.SGD(network.parameters(), lr=settings.lr) if settings.client_optimizer == "sgd" else None
-        result = train_epochs(network, sequences, cfg, settings.local_epochs, penalty=penalty, optimizer=optimizer)
+        optimizer = (
+            torch.optim.SGD(network.parameters(), lr=settings.lr)
+            if settings.client_optimizer == "sgd"
+            else None
+        )
+        result = train_epochs(
+            network, sequences, cfg, settings.local_epochs, penalty=penalty, optimizer=optimizer
+        )
         new_state = get_state(network)
         if _is_byzantine(settings.seed, pid, settings.byzantine_fraction):
-            delta = byzantine(state_delta(new_state, global_state), settings.byzantine_mode, settings.byzantine_factor)
+            delta = byzantine(
+                state_delta(new_state, global_state),
+                settings.byzantine_mode,
+                settings.byzantine_factor,
+            )
             new_state = apply_delta(global_state, delta)
         keys: tuple[str, ...] = ()
         touched = np.empty(0, dtype=np.int64)
@@ -154,14 +191,18 @@ def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
             keys = EMBEDDING_KEYS
             touched = rows_to_send(settings, sequences, new_state, global_state)
         payload = encode_update(new_state, keys, touched, settings.quantize)
-        metrics = MetricRecord({
-            "num-examples": int(result["n_targets"]),
-            "train-loss": float(result["loss"]) if result["n_targets"] else 0.0,
-            "bytes-up": payload_bytes(payload),
-            "partition-id": pid,
-            UNIT_WEIGHT: 1,
-        })  # fmt: skip
-        return Message(RecordDict({"arrays": to_array_record(payload), "metrics": metrics}), reply_to=msg)
+        metrics = MetricRecord(
+            {
+                "num-examples": int(result["n_targets"]),
+                "train-loss": float(result["loss"]) if result["n_targets"] else 0.0,
+                "bytes-up": payload_bytes(payload),
+                "partition-id": pid,
+                UNIT_WEIGHT: 1,
+            }
+        )
+        return Message(
+            RecordDict({"arrays": to_array_record(payload), "metrics": metrics}), reply_to=msg
+        )
 
     @app.evaluate()
     def evaluate_handler(msg: Message, context: Context) -> Message:

@@ -53,22 +53,38 @@ class SessionModelClient(NumPyClient):
     def get_parameters(self, config: dict[str, Any]) -> list[np.ndarray]:
         return list(get_state(self.network).values())
 
-    def fit(self, parameters: list[np.ndarray], config: dict[str, Any]) -> tuple[list[np.ndarray], int, dict]:
+    def fit(
+        self, parameters: list[np.ndarray], config: dict[str, Any]
+    ) -> tuple[list[np.ndarray], int, dict]:
         set_state(self.network, dict(zip(self.keys, parameters, strict=True)))
         round_ = int(config.get("server-round", 0) or 0)
-        cfg = local_train_config(self.settings, seed=self.settings.seed * 100_003 + round_ * 1_009 + self.pid)
+        cfg = local_train_config(
+            self.settings, seed=self.settings.seed * 100_003 + round_ * 1_009 + self.pid
+        )
         torch.manual_seed(cfg.seed)
         optimizer = None
         if self.settings.client_optimizer == "sgd":
             optimizer = torch.optim.SGD(self.network.parameters(), lr=self.settings.lr)
-        result = train_epochs(self.network, self.interactions.sequences(), cfg, self.settings.local_epochs,
-                              optimizer=optimizer)  # fmt: skip
+        result = train_epochs(
+            self.network,
+            self.interactions.sequences(),
+            cfg,
+            self.settings.local_epochs,
+            optimizer=optimizer,
+        )
         # SecAgg+ weights updates by the example count, bounded by its max_weight: send a unit weight.
-        return self.get_parameters({}), 1, {"train-loss": float(result["loss"]) if result["n_targets"] else 0.0}
+        return (
+            self.get_parameters({}),
+            1,
+            {"train-loss": float(result["loss"]) if result["n_targets"] else 0.0},
+        )
 
 
 def make_secagg_apps(
-    base: FederatedSettings | None = None, *, num_shares: float = 0.8, reconstruction_threshold: float = 0.6
+    base: FederatedSettings | None = None,
+    *,
+    num_shares: float = 0.8,
+    reconstruction_threshold: float = 0.6,
 ) -> tuple[ServerApp, ClientApp]:
     """A (ServerApp, ClientApp) pair training with SecAgg+ (shares and threshold as fractions of clients)."""
     base = base or FederatedSettings()
@@ -86,21 +102,42 @@ def make_secagg_apps(
         data = task_data(settings)
         initial = get_state(build_task_network(settings, data.dataset.catalog.n_items))
         strategy = FedAvg(
-            fraction_fit=settings.fraction_train, fraction_evaluate=0.0, min_fit_clients=settings.min_train_nodes,
-            min_available_clients=settings.min_train_nodes, initial_parameters=ndarrays_to_parameters(list(initial.values())),
-        )  # fmt: skip
-        legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=settings.num_rounds), strategy=strategy)
+            fraction_fit=settings.fraction_train,
+            fraction_evaluate=0.0,
+            min_fit_clients=settings.min_train_nodes,
+            min_available_clients=settings.min_train_nodes,
+            initial_parameters=ndarrays_to_parameters(list(initial.values())),
+        )
+        legacy = LegacyContext(
+            context=context, config=ServerConfig(num_rounds=settings.num_rounds), strategy=strategy
+        )
         workflow = DefaultWorkflow(
-            fit_workflow=SecAggPlusWorkflow(num_shares=num_shares, reconstruction_threshold=reconstruction_threshold)
+            fit_workflow=SecAggPlusWorkflow(
+                num_shares=num_shares, reconstruction_threshold=reconstruction_threshold
+            )
         )
         workflow(grid, legacy)
-        final = dict(zip(initial, legacy.state.array_records[MAIN_PARAMS_RECORD].to_numpy_ndarrays(), strict=True))
-        final = {k: np.asarray(v, dtype=initial[k].dtype).reshape(initial[k].shape) for k, v in final.items()}
+        final = dict(
+            zip(
+                initial,
+                legacy.state.array_records[MAIN_PARAMS_RECORD].to_numpy_ndarrays(),
+                strict=True,
+            )
+        )
+        final = {
+            k: np.asarray(v, dtype=initial[k].dtype).reshape(initial[k].shape)
+            for k, v in final.items()
+        }
         before = evaluate_state(settings, initial, data.heldout)
         after = evaluate_state(settings, final, data.heldout)
         run_dir = Path(settings.run_dir or "runs/secagg")
-        summary = {"rounds": settings.num_rounds, "ndcg@10_initial": before["ndcg@10"], "ndcg@10": after["ndcg@10"],
-                   "hr@10": after["hr@10"], "changed": any(not np.array_equal(final[k], initial[k]) for k in initial)}  # fmt: skip
+        summary = {
+            "rounds": settings.num_rounds,
+            "ndcg@10_initial": before["ndcg@10"],
+            "ndcg@10": after["ndcg@10"],
+            "hr@10": after["hr@10"],
+            "changed": any(not np.array_equal(final[k], initial[k]) for k in initial),
+        }
         atomic_write_text(run_dir / "secagg_summary.json", json.dumps(summary, indent=2))
 
     return server_app, client_app

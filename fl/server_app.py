@@ -74,7 +74,9 @@ def save_round_state(run_dir: Path, round_: int, state: State) -> None:
         np.savez(fh, __round__=np.array(round_), **state)
 
 
-def save_model(path: Path, state: State, settings: FederatedSettings, round_: int, n_items: int) -> None:
+def save_model(
+    path: Path, state: State, settings: FederatedSettings, round_: int, n_items: int
+) -> None:
     """The global model as a checkpoint in the one format (read by ``load_recommender``)."""
     meta = {"round": round_, "run_config": settings.to_run_config()}
     save_checkpoint(path, settings.model, state, n_items, meta=meta)
@@ -142,7 +144,9 @@ def _dense_replies(accepted: list[tuple[Message, Any, float]]) -> list[Message]:
     """Replies rebuilt with dense, dequantised arrays, for the strategies' own aggregation."""
     out = []
     for reply, (state, _), _ in accepted:
-        content = RecordDict({"arrays": to_array_record(state), "metrics": reply.content["metrics"]})
+        content = RecordDict(
+            {"arrays": to_array_record(state), "metrics": reply.content["metrics"]}
+        )
         out.append(Message(content, reply_to=reply))
     return out
 
@@ -151,7 +155,9 @@ def _as_reply(state: State, accepted: list[tuple[Message, Any, float]]) -> Messa
     """One reply carrying an already-averaged state (weight: all accepted examples)."""
     total = sum(w for _, _, w in accepted)
     metrics = MetricRecord({"num-examples": total, "unit-weight": 1, "train-loss": 0.0})
-    return Message(RecordDict({"arrays": to_array_record(state), "metrics": metrics}), reply_to=accepted[0][0])
+    return Message(
+        RecordDict({"arrays": to_array_record(state), "metrics": metrics}), reply_to=accepted[0][0]
+    )
 
 
 def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
@@ -177,8 +183,14 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
 
     strategy = make_strategy(settings, data.partition.n_clients)
     dense_bytes = int(sum(v.nbytes for v in state.values()))
-    progress = tqdm(total=settings.num_rounds, initial=start, desc="federated rounds", unit="round",
-                    mininterval=2.0, leave=False)  # fmt: skip
+    progress = tqdm(
+        total=settings.num_rounds,
+        initial=start,
+        desc="federated rounds",
+        unit="round",
+        mininterval=2.0,
+        leave=False,
+    )
     for round_ in range(start + 1, settings.num_rounds + 1):
         t0 = time.perf_counter()
         config = ConfigRecord({"lr": settings.lr, "local-epochs": settings.local_epochs})
@@ -194,11 +206,20 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
                 averaged = aggregate_row_sparse(state, [(decoded, w) for _, decoded, w in accepted])
                 replies_for_strategy = [_as_reply(averaged, accepted)]
             arrays, _ = strategy.aggregate_train(round_, replies_for_strategy)
-            if arrays is not None:  # server optimizers (FedAdam...) return float64: keep the model's dtypes
-                state = {k: np.asarray(v, dtype=state[k].dtype) for k, v in from_array_record(arrays).items()}
+            if (
+                arrays is not None
+            ):  # server optimizers (FedAdam...) return float64: keep the model's dtypes
+                state = {
+                    k: np.asarray(v, dtype=state[k].dtype)
+                    for k, v in from_array_record(arrays).items()
+                }
         elif messages:
-            log.warning("round %d: only %d valid replies (< %d): global model unchanged",
-                        round_, len(accepted), settings.min_train_nodes)  # fmt: skip
+            log.warning(
+                "round %d: only %d valid replies (< %d): global model unchanged",
+                round_,
+                len(accepted),
+                settings.min_train_nodes,
+            )
         losses = [(float(r.content["metrics"]["train-loss"]), w) for r, _, w in accepted]
         row: dict[str, Any] = {
             "round": round_,
@@ -207,9 +228,15 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
             "dropped": len(dropped),
             "rejected": len(rejected),
             "aggregated": aggregated,
-            "train_loss": (sum(loss * w for loss, w in losses) / max(1e-9, sum(w for _, w in losses))) if losses else None,
+            "train_loss": (
+                sum(loss * w for loss, w in losses) / max(1e-9, sum(w for _, w in losses))
+            )
+            if losses
+            else None,
             "bytes_down": dense_bytes * len(messages),
-            "bytes_up": int(sum(payload_bytes(from_array_record(r.content["arrays"])) for r, _, _ in accepted)),
+            "bytes_up": int(
+                sum(payload_bytes(from_array_record(r.content["arrays"])) for r, _, _ in accepted)
+            ),
             "rejections": rejected,
         }
         spent = strategy.privacy_spent() if hasattr(strategy, "privacy_spent") else None
@@ -230,8 +257,12 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
     progress.close()
     best = best_round(rows)
     if best is not None:
-        log.info("federated: %d rounds; best validation NDCG@10 %.4f at round %d", settings.num_rounds,
-                 best["val_ndcg@10"], best["round"])  # fmt: skip
+        log.info(
+            "federated: %d rounds; best validation NDCG@10 %.4f at round %d",
+            settings.num_rounds,
+            best["val_ndcg@10"],
+            best["round"],
+        )
     save_model(run_dir / FINAL_MODEL, state, settings, settings.num_rounds, n_items)
     return rows
 
@@ -247,7 +278,11 @@ def make_server_app(base: FederatedSettings | None = None) -> ServerApp:
         rows = run_rounds(grid, settings)
         final = rows[-1]
         context.state["summary"] = MetricRecord(
-            {k: float(v) for k, v in final.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+            {
+                k: float(v)
+                for k, v in final.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
         )
 
     return app
@@ -255,4 +290,3 @@ def make_server_app(base: FederatedSettings | None = None) -> ServerApp:
 
 app = make_server_app()
 """The ServerApp that ``flwr run .`` and a deployed SuperLink load (``fl.server_app:app``)."""
-

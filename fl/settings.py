@@ -69,7 +69,9 @@ class FederatedSettings:
     dp_delta: float = 1e-5
     # communication
     update_encoding: str = "dense"
-    sparse_extra_rows: int = 200  # row-sparse: also send the rows that moved most (softmax negatives)
+    sparse_extra_rows: int = (
+        200  # row-sparse: also send the rows that moved most (softmax negatives)
+    )
     quantize: str = "none"
     # faults and attacks (simulation only)
     drop_fraction: float = 0.0
@@ -89,7 +91,11 @@ class FederatedSettings:
                 ("users_per_client", self.users_per_client >= 1, ">= 1"),
                 ("n_clients", self.n_clients >= 1, ">= 1"),
                 ("dirichlet_alpha", self.dirichlet_alpha > 0, "> 0"),
-                ("num_rounds", self.num_rounds >= 1, ">= 1 (0 rounds would report an untrained model)"),
+                (
+                    "num_rounds",
+                    self.num_rounds >= 1,
+                    ">= 1 (0 rounds would report an untrained model)",
+                ),
                 ("fraction_train", 0 < self.fraction_train <= 1, "(0, 1]"),
                 ("min_train_nodes", self.min_train_nodes >= 1, ">= 1"),
                 ("local_epochs", self.local_epochs >= 1, ">= 1"),
@@ -104,7 +110,11 @@ class FederatedSettings:
                 ("quantize", self.quantize in ("none", "fp16", "int8"), "none, fp16 or int8"),
                 ("drop_fraction", 0 <= self.drop_fraction < 1, "[0, 1)"),
                 ("byzantine_fraction", 0 <= self.byzantine_fraction < 1, "[0, 1)"),
-                ("byzantine_mode", self.byzantine_mode in ("scale", "signflip"), "scale or signflip"),
+                (
+                    "byzantine_mode",
+                    self.byzantine_mode in ("scale", "signflip"),
+                    "scale or signflip",
+                ),
                 ("eval_every", self.eval_every >= 1, ">= 1"),
             ],
             self,
@@ -116,7 +126,9 @@ class FederatedSettings:
                 f"{sorted(n for n, e in STRATEGIES.items() if e.row_sparse)} (robust aggregators need dense updates)"
             )
         if self.dp_enabled and not (
-            self.strategy.name == "fedavg" and self.update_encoding == "dense" and self.quantize == "none"
+            self.strategy.name == "fedavg"
+            and self.update_encoding == "dense"
+            and self.quantize == "none"
         ):
             raise ConfigError(
                 "fl.dp_noise_multiplier > 0 needs fl/strategy=fedavg with dense, unquantised updates (the "
@@ -155,7 +167,9 @@ class FederatedSettings:
         values = {k: cast_value(v, types[k], f"fl.{k}") for k, v in flat.items()}
         return cls(
             model=ModelSpec.from_mapping(model) if model is not None else ModelSpec(),
-            strategy=StrategySpec.from_mapping(strategy) if strategy is not None else StrategySpec(),
+            strategy=StrategySpec.from_mapping(strategy)
+            if strategy is not None
+            else StrategySpec(),
             **values,
         )
 
@@ -173,7 +187,9 @@ class FederatedSettings:
             if key in NESTED:
                 raise ConfigError(f"run-config key {key!r} needs a sub-key ({key}.<...>)")
         return cls.create(
-            model=ModelSpec.from_run_config(merged), strategy=StrategySpec.from_run_config(merged), **flat
+            model=ModelSpec.from_run_config(merged),
+            strategy=StrategySpec.from_run_config(merged),
+            **flat,
         )
 
     def to_run_config(self) -> dict[str, Any]:
@@ -195,4 +211,3 @@ def default_run_config() -> dict[str, Any]:
     base.update(ModelSpec.default_run_config(RUN_CONFIG_KINDS))
     base.update(StrategySpec.default_run_config())
     return base
-

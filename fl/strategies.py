@@ -87,7 +87,10 @@ class FedAvgMSettings:
     def __post_init__(self) -> None:
         check_ranges(
             "fl.strategy",
-            [("server_lr", self.server_lr > 0, "> 0"), ("server_momentum", 0 <= self.server_momentum < 1, "[0, 1)")],
+            [
+                ("server_lr", self.server_lr > 0, "> 0"),
+                ("server_momentum", 0 <= self.server_momentum < 1, "[0, 1)"),
+            ],
             self,
         )
 
@@ -99,7 +102,9 @@ class KrumSettings:
     num_malicious_nodes: int = 1
 
     def __post_init__(self) -> None:
-        check_ranges("fl.strategy", [("num_malicious_nodes", self.num_malicious_nodes >= 0, ">= 0")], self)
+        check_ranges(
+            "fl.strategy", [("num_malicious_nodes", self.num_malicious_nodes >= 0, ">= 0")], self
+        )
 
 
 @dataclass(frozen=True)
@@ -112,10 +117,12 @@ class MultiKrumSettings:
     def __post_init__(self) -> None:
         check_ranges(
             "fl.strategy",
-            [("num_malicious_nodes", self.num_malicious_nodes >= 0, ">= 0"),
-             ("num_nodes_to_select", self.num_nodes_to_select >= 1, ">= 1")],
+            [
+                ("num_malicious_nodes", self.num_malicious_nodes >= 0, ">= 0"),
+                ("num_nodes_to_select", self.num_nodes_to_select >= 1, ">= 1"),
+            ],
             self,
-        )  # fmt: skip
+        )
 
 
 @dataclass(frozen=True)
@@ -142,31 +149,44 @@ def _adaptive(s: AdaptiveSettings) -> dict[str, Any]:
 
 STRATEGIES: dict[str, StrategyEntry] = {
     "fedavg": StrategyEntry(NoSettings, lambda s, c: fs.FedAvg(**c), row_sparse=True),
-    "fedprox": StrategyEntry(FedProxSettings, lambda s, c: fs.FedProx(**c, proximal_mu=s.proximal_mu), True),
+    "fedprox": StrategyEntry(
+        FedProxSettings, lambda s, c: fs.FedProx(**c, proximal_mu=s.proximal_mu), True
+    ),
     "fedadam": StrategyEntry(AdaptiveSettings, lambda s, c: fs.FedAdam(**c, **_adaptive(s)), True),
     "fedyogi": StrategyEntry(AdaptiveSettings, lambda s, c: fs.FedYogi(**c, **_adaptive(s)), True),
     "fedavgm": StrategyEntry(
         FedAvgMSettings,
-        lambda s, c: fs.FedAvgM(**c, server_learning_rate=s.server_lr, server_momentum=s.server_momentum),
+        lambda s, c: fs.FedAvgM(
+            **c, server_learning_rate=s.server_lr, server_momentum=s.server_momentum
+        ),
         True,
     ),
-    "krum": StrategyEntry(KrumSettings, lambda s, c: fs.Krum(**c, num_malicious_nodes=s.num_malicious_nodes)),
+    "krum": StrategyEntry(
+        KrumSettings, lambda s, c: fs.Krum(**c, num_malicious_nodes=s.num_malicious_nodes)
+    ),
     "multikrum": StrategyEntry(
         MultiKrumSettings,
         lambda s, c: fs.MultiKrum(
-            **c, num_malicious_nodes=s.num_malicious_nodes, num_nodes_to_select=s.num_nodes_to_select
+            **c,
+            num_malicious_nodes=s.num_malicious_nodes,
+            num_nodes_to_select=s.num_nodes_to_select,
         ),
     ),
-    "fedtrimmedavg": StrategyEntry(TrimmedAvgSettings, lambda s, c: fs.FedTrimmedAvg(**c, beta=s.trim_beta)),
+    "fedtrimmedavg": StrategyEntry(
+        TrimmedAvgSettings, lambda s, c: fs.FedTrimmedAvg(**c, beta=s.trim_beta)
+    ),
     "fedmedian": StrategyEntry(NoSettings, lambda s, c: fs.FedMedian(**c)),
 }
 """Every strategy by name."""
+
 
 def _entry(name: str, where: str) -> StrategyEntry:
     try:
         return STRATEGIES[name]
     except KeyError:
-        raise ConfigError(f"{where}.name={name!r} is not known; expected one of {sorted(STRATEGIES)}") from None
+        raise ConfigError(
+            f"{where}.name={name!r} is not known; expected one of {sorted(STRATEGIES)}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -177,7 +197,9 @@ class StrategySpec:
     settings: Any = field(default_factory=AdaptiveSettings)
 
     @classmethod
-    def from_mapping(cls, spec: Mapping[str, Any] | StrategySpec, where: str = "fl.strategy") -> StrategySpec:
+    def from_mapping(
+        cls, spec: Mapping[str, Any] | StrategySpec, where: str = "fl.strategy"
+    ) -> StrategySpec:
         """From ``{name, **settings}``; an unknown name or key raises :class:`ConfigError`."""
         if isinstance(spec, StrategySpec):
             return spec
@@ -254,9 +276,12 @@ def dp_strategy(settings: FederatedSettings, n_clients: int) -> fs.Strategy:
     from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
     base = fs.FedAvg(
-        fraction_train=settings.fraction_train, fraction_evaluate=0.0, min_train_nodes=settings.min_train_nodes,
-        min_available_nodes=settings.min_train_nodes, weighted_by_key=UNIT_WEIGHT,
-    )  # fmt: skip
+        fraction_train=settings.fraction_train,
+        fraction_evaluate=0.0,
+        min_train_nodes=settings.min_train_nodes,
+        min_available_nodes=settings.min_train_nodes,
+        weighted_by_key=UNIT_WEIGHT,
+    )
     accountant = RdpAccountant(
         PrivacyConfig(
             target_delta=settings.dp_delta,

@@ -51,23 +51,35 @@ def load_dataset_for(data_path: str) -> Dataset:
 def task_data(settings: FederatedSettings) -> TaskData:
     """The run's data, loaded once per process (cached by the settings that determine it)."""
     return _task_data(
-        settings.data_path, settings.seed, settings.heldout_fraction, settings.partition,
-        settings.users_per_client, settings.n_clients, settings.dirichlet_alpha,
-    )  # fmt: skip
+        settings.data_path,
+        settings.seed,
+        settings.heldout_fraction,
+        settings.partition,
+        settings.users_per_client,
+        settings.n_clients,
+        settings.dirichlet_alpha,
+    )
 
 
 @functools.lru_cache(maxsize=4)
 def _task_data(
-    data_path: str, seed: int, heldout_fraction: float, partition_name: str,
-    users_per_client: int, n_clients: int, dirichlet_alpha: float,
-) -> TaskData:  # fmt: skip
+    data_path: str,
+    seed: int,
+    heldout_fraction: float,
+    partition_name: str,
+    users_per_client: int,
+    n_clients: int,
+    dirichlet_alpha: float,
+) -> TaskData:
     dataset = load_dataset_for(data_path)
     train, heldout = holdout_users(dataset.interactions, heldout_fraction, seed=seed)
     params: dict[str, object] = {}
     if partition_name == "users_per_client":
         params["k"] = users_per_client
     elif partition_name == "dirichlet":
-        params.update(alpha=dirichlet_alpha, n_clients=n_clients, categories=dataset.catalog.category)
+        params.update(
+            alpha=dirichlet_alpha, n_clients=n_clients, categories=dataset.catalog.category
+        )
     elif partition_name == "by_time":
         params["n_clients"] = n_clients
     partition = make_partition(partition_name, train, seed=seed, **params)
@@ -100,16 +112,22 @@ def get_state(model: torch.nn.Module) -> State:
 
 
 def set_state(model: torch.nn.Module, state: State) -> None:
-    model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}, strict=True)
+    model.load_state_dict(
+        {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}, strict=True
+    )
 
 
 def state_scorer(settings: FederatedSettings, state: State) -> SequenceRecommender:
     """A recommender holding ``state`` (built once, for as many evaluations as needed)."""
-    rec = SequenceRecommender.from_spec(settings.model, n_items=task_data(settings).dataset.catalog.n_items)
+    rec = SequenceRecommender.from_spec(
+        settings.model, n_items=task_data(settings).dataset.catalog.n_items
+    )
     set_state(rec.network, state)
     return rec
 
 
-def evaluate_state(settings: FederatedSettings, state: State, split: Split, stage: str = "test") -> dict[str, float]:
+def evaluate_state(
+    settings: FederatedSettings, state: State, split: Split, stage: str = "test"
+) -> dict[str, float]:
     """HR@10 / NDCG@10 (full ranking, seen filtered) of the model holding ``state``."""
     return evaluate(state_scorer(settings, state), split, stage, ks=(10,))

@@ -118,12 +118,23 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint directory atomically; ``state_dict`` values may be arrays or tensors."""
     path = Path(path)
-    tensors = {k: torch.as_tensor(np.asarray(v) if not torch.is_tensor(v) else v).detach().cpu()
-               for k, v in state_dict.items()}  # fmt: skip
+    tensors = {
+        k: torch.as_tensor(np.asarray(v) if not torch.is_tensor(v) else v).detach().cpu()
+        for k, v in state_dict.items()
+    }
     with atomic_directory(path) as tmp:
-        torch.save({"state_dict": tensors, "content": None if content is None else content.cpu()}, tmp / WEIGHTS)
-        write_manifest(tmp, format=MODEL_FORMAT, format_version=MODEL_FORMAT_VERSION,
-                       spec=spec.to_dict(), n_items=n_items, meta=meta)  # fmt: skip
+        torch.save(
+            {"state_dict": tensors, "content": None if content is None else content.cpu()},
+            tmp / WEIGHTS,
+        )
+        write_manifest(
+            tmp,
+            format=MODEL_FORMAT,
+            format_version=MODEL_FORMAT_VERSION,
+            spec=spec.to_dict(),
+            n_items=n_items,
+            meta=meta,
+        )
     return path
 
 
@@ -147,4 +158,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise DataError(f"not a readable checkpoint ({exc})", path=path) from exc
     except ConfigError as exc:
         raise DataError(str(exc), path=path / MANIFEST) from exc
-    return Checkpoint(spec, int(manifest.n_items or 0), weights["state_dict"], weights["content"], manifest.meta or {})
+    return Checkpoint(
+        spec,
+        int(manifest.n_items or 0),
+        weights["state_dict"],
+        weights["content"],
+        manifest.meta or {},
+    )

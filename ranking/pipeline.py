@@ -29,11 +29,15 @@ from ranking.rules import RerankContext
 
 
 class CandidateSource(Protocol):
-    def retrieve(self, histories: list[np.ndarray], k: int, *, exclude_seen: bool = True) -> np.ndarray: ...
+    def retrieve(
+        self, histories: list[np.ndarray], k: int, *, exclude_seen: bool = True
+    ) -> np.ndarray: ...
 
 
 class CandidateScorer(Protocol):
-    def score_candidates(self, histories: list[np.ndarray], candidates: np.ndarray) -> np.ndarray: ...
+    def score_candidates(
+        self, histories: list[np.ndarray], candidates: np.ndarray
+    ) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -87,12 +91,23 @@ class TwoTierPipeline:
         self.eval_k = eval_k
         """List length the re-ranker produces when the pipeline is evaluated as a scorer."""
 
-    def with_reranker(self, reranker: Reranker | None, context: RerankContext | None = None) -> TwoTierPipeline:
+    def with_reranker(
+        self, reranker: Reranker | None, context: RerankContext | None = None
+    ) -> TwoTierPipeline:
         """The same L1 and L2 with another third stage (L1 and L2 are shared, not copied)."""
-        return TwoTierPipeline(self.l1, self.l2, self.n_candidates, exclude_seen=self.exclude_seen,
-                               reranker=reranker, context=context or self.context, eval_k=self.eval_k)  # fmt: skip
+        return TwoTierPipeline(
+            self.l1,
+            self.l2,
+            self.n_candidates,
+            exclude_seen=self.exclude_seen,
+            reranker=reranker,
+            context=context or self.context,
+            eval_k=self.eval_k,
+        )
 
-    def rerank(self, history: np.ndarray, candidates: np.ndarray, scores: np.ndarray, k: int) -> Reranked:
+    def rerank(
+        self, history: np.ndarray, candidates: np.ndarray, scores: np.ndarray, k: int
+    ) -> Reranked:
         """The third stage for one request: rules and hybrids over its candidates."""
         assert self.reranker is not None and self.context is not None
         l2 = scores if self.l2 is not None else None
@@ -107,7 +122,9 @@ class TwoTierPipeline:
         """``float32 [B, k]`` scores of the candidates: L2 scores, or descending L1 order."""
         if self.l2 is not None:
             return np.asarray(self.l2.score_candidates(histories, candidates), dtype=np.float32)
-        order = np.broadcast_to(-np.arange(candidates.shape[1], dtype=np.float32), candidates.shape).copy()
+        order = np.broadcast_to(
+            -np.arange(candidates.shape[1], dtype=np.float32), candidates.shape
+        ).copy()
         order[candidates < 0] = -np.inf
         return order
 
@@ -117,10 +134,14 @@ class TwoTierPipeline:
         scores = self.rank_candidates(histories, candidates)
         lists = None
         if self.reranker is not None:
-            lists = self.final_lists(histories, candidates, scores, min(self.eval_k, self.n_candidates))
+            lists = self.final_lists(
+                histories, candidates, scores, min(self.eval_k, self.n_candidates)
+            )
         return self.list_scores(candidates, scores, lists)
 
-    def list_scores(self, candidates: np.ndarray, scores: np.ndarray, lists: np.ndarray | None) -> np.ndarray:
+    def list_scores(
+        self, candidates: np.ndarray, scores: np.ndarray, lists: np.ndarray | None
+    ) -> np.ndarray:
         """``float32 [B, n_items]`` scores of the candidates (``-inf`` elsewhere).
 
         Without ``lists`` these are the L2 (or L1-order) scores. With re-ranked ``lists`` (``-1``
@@ -156,7 +177,9 @@ class TwoTierPipeline:
     def top_lists(self, histories: list[np.ndarray], k: int) -> np.ndarray:
         """``int64 [B, k]`` final top-``k`` lists (``-1`` padded): what users would be shown."""
         candidates = self.candidates(histories)
-        return self.final_lists(histories, candidates, self.rank_candidates(histories, candidates), k)
+        return self.final_lists(
+            histories, candidates, self.rank_candidates(histories, candidates), k
+        )
 
     @property
     def n_items(self) -> int:
@@ -178,15 +201,24 @@ class TwoTierPipeline:
             top = np.argsort(-scores, kind="stable")[:k]
             t2 = time.perf_counter()
             keep = np.isfinite(scores[top])
-            return Recommendation(items=candidates[0, top][keep], scores=scores[top][keep],
-                                  l1_ms=(t1 - t0) * 1e3, l2_ms=(t2 - t1) * 1e3)  # fmt: skip
+            return Recommendation(
+                items=candidates[0, top][keep],
+                scores=scores[top][keep],
+                l1_ms=(t1 - t0) * 1e3,
+                l2_ms=(t2 - t1) * 1e3,
+            )
         t2 = time.perf_counter()
         out = self.rerank(histories[0], candidates[0], scores, k)
         t3 = time.perf_counter()
         return Recommendation(
-            items=out.items, scores=out.scores, l1_ms=(t1 - t0) * 1e3, l2_ms=(t2 - t1) * 1e3,
-            rerank_ms=(t3 - t2) * 1e3, explanations=out.explanations, reranked=out,
-        )  # fmt: skip
+            items=out.items,
+            scores=out.scores,
+            l1_ms=(t1 - t0) * 1e3,
+            l2_ms=(t2 - t1) * 1e3,
+            rerank_ms=(t3 - t2) * 1e3,
+            explanations=out.explanations,
+            reranked=out,
+        )
 
 
 def latency_summary(recommendations: list[Recommendation]) -> dict[str, float]:

@@ -75,7 +75,9 @@ class SequenceRecommender:
         train: TrainConfig | Mapping[str, Any] | None = None,
         content: np.ndarray | torch.Tensor | None = None,
     ) -> None:
-        self.spec = ModelSpec.from_mapping({"kind": kind, "model": dict(model or {}), "train": train})
+        self.spec = ModelSpec.from_mapping(
+            {"kind": kind, "model": dict(model or {}), "train": train}
+        )
         self.content = None if content is None else torch.as_tensor(content, dtype=torch.float32)
         self.network: SequenceModel | None = None
         self.history: list[dict[str, float]] = []
@@ -209,7 +211,9 @@ class SequenceRecommender:
         """NDCG@10 on the ``valid`` stage of ``validation`` (the early-stopping criterion)."""
         from ranking.evaluation import evaluate
 
-        result = evaluate(self, validation, stage="valid", ks=(10,), filter_seen=self.cfg.validation_filter_seen)
+        result = evaluate(
+            self, validation, stage="valid", ks=(10,), filter_seen=self.cfg.validation_filter_seen
+        )
         return float(result[VALIDATION_METRIC])
 
     # ---- scoring ---------------------------------------------------------------------------
@@ -265,9 +269,19 @@ class SequenceRecommender:
     def save(self, path: str | Path, meta: Mapping[str, Any] | None = None) -> Path:
         """Write a checkpoint directory (:mod:`ranking.checkpoint`), atomically."""
         net = self._require()
-        record = {"history": self.history, "best_epoch": self.best_epoch, "best_metric": self.best_metric}
-        return save_checkpoint(path, self.spec, net.state_dict(), net.n_items, content=self.content,
-                               meta={**record, **dict(meta or {})})  # fmt: skip
+        record = {
+            "history": self.history,
+            "best_epoch": self.best_epoch,
+            "best_metric": self.best_metric,
+        }
+        return save_checkpoint(
+            path,
+            self.spec,
+            net.state_dict(),
+            net.n_items,
+            content=self.content,
+            meta={**record, **dict(meta or {})},
+        )
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | None = None) -> SequenceRecommender:

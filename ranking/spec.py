@@ -41,7 +41,9 @@ def _constructor(kind: str) -> Any:
     try:
         ctor = MODELS[kind]
     except KeyError:
-        raise ConfigError(f"model.kind={kind!r} is not known; expected one of {sorted(MODELS)}") from None
+        raise ConfigError(
+            f"model.kind={kind!r} is not known; expected one of {sorted(MODELS)}"
+        ) from None
     return ctor
 
 
@@ -91,7 +93,10 @@ class ModelSpec:
 
     @classmethod
     def from_mapping(
-        cls, spec: Mapping[str, Any] | ModelSpec, where: str = "model", model_where: str | None = None
+        cls,
+        spec: Mapping[str, Any] | ModelSpec,
+        where: str = "model",
+        model_where: str | None = None,
     ) -> ModelSpec:
         """A spec from its nested form ``{kind, model, train}`` (Hydra's keys are ignored).
 
@@ -108,17 +113,25 @@ class ModelSpec:
                 f"{where}.kind is missing: {where} is not a sequence model spec (kinds: {sorted(MODELS)})"
             )
         kind = str(values["kind"])
-        model = _model_settings(kind, dict(values.get("model") or {}), model_where or f"{where}.model")
+        model = _model_settings(
+            kind, dict(values.get("model") or {}), model_where or f"{where}.model"
+        )
         train = values.get("train")
         if not isinstance(train, TrainConfig):
             if train is not None and not isinstance(train, Mapping):
-                raise ConfigError(f"{where}.train must be a mapping of training settings, got {train!r}")
+                raise ConfigError(
+                    f"{where}.train must be a mapping of training settings, got {train!r}"
+                )
             train = TrainConfig.from_mapping(train, where=f"{where}.train")
         return cls(kind=kind, model=model, train=train)
 
     def to_dict(self) -> dict[str, Any]:
         """The plain nested form (JSON-serialisable)."""
-        return {"kind": self.kind, "model": dict(self.model), "train": dataclasses.asdict(self.train)}
+        return {
+            "kind": self.kind,
+            "model": dict(self.model),
+            "train": dataclasses.asdict(self.train),
+        }
 
     def replace(self, **changes: Any) -> ModelSpec:
         return dataclasses.replace(self, **changes)

@@ -74,7 +74,9 @@ def save_dataset(dataset: Dataset, path: str | Path) -> None:
     }
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     if cat.image_renderer is not None:
-        arrays["catalog.image_renderer"] = np.frombuffer(pickle.dumps(cat.image_renderer), dtype=np.uint8)
+        arrays["catalog.image_renderer"] = np.frombuffer(
+            pickle.dumps(cat.image_renderer), dtype=np.uint8
+        )
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
@@ -96,7 +98,9 @@ def load_dataset(path: str | Path) -> Dataset:
     except (KeyError, ValueError) as exc:
         raise DataError("dataset file has no valid 'meta' entry", path=path) from exc
     if meta.get("format_version") != FORMAT_VERSION:
-        raise DataError(f"dataset format {meta.get('format_version')} != {FORMAT_VERSION}", path=path)
+        raise DataError(
+            f"dataset format {meta.get('format_version')} != {FORMAT_VERSION}", path=path
+        )
     renderer = None
     if "catalog.image_renderer" in data:
         renderer = pickle.loads(data["catalog.image_renderer"].tobytes())  # our own cache file

@@ -112,7 +112,11 @@ class TrainConfig:
                 ("loss", self.loss in LOSSES, f"one of {LOSSES}"),
                 ("n_negatives", self.n_negatives >= 1, ">= 1"),
                 ("negative_sampling", self.negative_sampling in SAMPLING, f"one of {SAMPLING}"),
-                ("clip_grad_norm", self.clip_grad_norm is None or self.clip_grad_norm >= 0, ">= 0 or null"),
+                (
+                    "clip_grad_norm",
+                    self.clip_grad_norm is None or self.clip_grad_norm >= 0,
+                    ">= 0 or null",
+                ),
                 ("patience", self.patience >= 0, ">= 0"),
                 ("eval_every", self.eval_every >= 1, ">= 1"),
                 ("num_threads", self.num_threads is None or self.num_threads >= 1, ">= 1 or null"),

@@ -65,7 +65,9 @@ def _batch_loss(
         return cross_entropy_loss(hidden, targets, table)
     assert sampler is not None
     if cfg.loss == "sampled":
-        negatives = batch_negatives(sampler.sample(cfg.n_negatives, rng).to(inputs.device), targets, cfg)
+        negatives = batch_negatives(
+            sampler.sample(cfg.n_negatives, rng).to(inputs.device), targets, cfg
+        )
         log_q = sampler.log_q.to(inputs.device) if cfg.logq_correction else None
         return sampled_softmax_loss(hidden, targets, table, negatives, log_q)
     negatives = sampler.sample(tuple(targets.shape), rng).to(inputs.device)
@@ -126,9 +128,13 @@ def train_epochs(
     n_windows = len(inputs)
     n_targets = int((targets != PAD).sum())
     result: dict[str, Any] = {
-        "loss": math.nan, "epoch_losses": [], "seconds": 0.0,
-        "n_examples": n_windows, "n_targets": n_targets, "steps": 0,
-    }  # fmt: skip
+        "loss": math.nan,
+        "epoch_losses": [],
+        "seconds": 0.0,
+        "n_examples": n_windows,
+        "n_targets": n_targets,
+        "steps": 0,
+    }
     if n_windows == 0 or epochs <= 0:
         result["seconds"] = time.perf_counter() - start
         return result

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm.auto import trange
 
 from encoders.fusion import ItemFusion
 from ranking.data.interactions import Interactions
@@ -32,7 +33,7 @@ from ranking.models import build_model
 from ranking.retrieval.faiss_index import FaissIndex
 from ranking.storage import atomic_write_with
 from ranking.train_config import TrainConfig
-from ranking.trainer import train_epochs
+from ranking.trainer import make_optimizer, train_epochs
 
 
 def _as_tensor(x: np.ndarray | None) -> Tensor | None:
@@ -91,17 +92,29 @@ class TwoTowerRetriever:
         index: dict[str, Any] | Callable[[int], FaissIndex] | None = None,
     ) -> None:
         defaults = {
-            "loss": "sampled", "n_negatives": 256, "negative_sampling": "popularity", "in_batch_negatives": True,
+            "loss": "sampled",
+            "n_negatives": 256,
+            "negative_sampling": "popularity",
+            "in_batch_negatives": True,
             "progress": False,
-        }  # fmt: skip
-        self.cfg = train if isinstance(train, TrainConfig) else TrainConfig.from_mapping({**defaults, **(train or {})})
+        }
+        self.cfg = (
+            train
+            if isinstance(train, TrainConfig)
+            else TrainConfig.from_mapping({**defaults, **(train or {})})
+        )
         torch.manual_seed(self.cfg.seed)
         self.item_tower = ItemFusion(
-            text=_as_tensor(text), image=_as_tensor(image), out_dim=dim, n_id_items=n_items if use_id else 0,
+            text=_as_tensor(text),
+            image=_as_tensor(image),
+            out_dim=dim,
+            n_id_items=n_items if use_id else 0,
             **(fusion or {}),
-        )  # fmt: skip
+        )
         if self.item_tower.n_items != n_items:
-            raise ConfigError(f"content vectors cover {self.item_tower.n_items} items, expected {n_items}")
+            raise ConfigError(
+                f"content vectors cover {self.item_tower.n_items} items, expected {n_items}"
+            )
         settings = {"hidden": dim, **(model or {})}
         self.network = build_model(session_model, n_items, **settings)
         self.network.item_emb = FusedItemTable(self.item_tower)
@@ -118,8 +131,26 @@ class TwoTowerRetriever:
     def fit(self, train: Interactions, epochs: int | None = None) -> TwoTowerRetriever:
         """Train both towers on ``train`` and (re)build the FAISS index."""
         counts = train.item_counts()
-        result = train_epochs(self.network, train.sequences(), self.cfg, epochs or self.cfg.epochs, item_counts=counts)
-        self.history.append({k: v for k, v in result.items() if k != "epoch_losses"})
+        sequences = train.sequences()
+        optimizer = make_optimizer(self.network, self.cfg)
+        rng = np.random.default_rng(self.cfg.seed)
+        for _ in trange(
+            epochs or self.cfg.epochs,
+            desc="L1 two-tower",
+            unit="epoch",
+            disable=not self.cfg.progress,
+            leave=False,
+        ):
+            result = train_epochs(
+                self.network,
+                sequences,
+                self.cfg,
+                1,
+                item_counts=counts,
+                rng=rng,
+                optimizer=optimizer,
+            )
+            self.history.append({k: v for k, v in result.items() if k != "epoch_losses"})
         # No interaction evidence, no ID information: untouched items are served by content only.
         self.item_tower.mark_id_absent(torch.from_numpy(np.flatnonzero(counts == 0)))
         self.build_index()
@@ -156,7 +187,9 @@ class TwoTowerRetriever:
         with torch.no_grad():
             return self.network.last_hidden(torch.from_numpy(pad_left(histories, max_len))).numpy()
 
-    def retrieve(self, histories: list[np.ndarray], k: int, *, exclude_seen: bool = True) -> np.ndarray:
+    def retrieve(
+        self, histories: list[np.ndarray], k: int, *, exclude_seen: bool = True
+    ) -> np.ndarray:
         """Top-``k`` candidate item ids per session (seen items excluded by the index)."""
         if self.index is None:
             raise ConfigError("the retriever has no index yet: call fit() or build_index() first")
@@ -198,6 +231,7 @@ def l1_recall(
         if prefix:
             out[f"{prefix}n"] = float(mask.sum())
         for j, k in enumerate(ks):
-            out[f"{prefix}recall@{k}"] = float(found[mask, j].mean()) if mask.any() else float("nan")
+            out[f"{prefix}recall@{k}"] = (
+                float(found[mask, j].mean()) if mask.any() else float("nan")
+            )
     return out
-

@@ -88,7 +88,9 @@ def check_keys(values: Mapping[str, Any], known: set[str] | frozenset[str], wher
         raise ConfigError(f"unknown setting(s) {names}; accepted under {where}: {sorted(known)}")
 
 
-def dataclass_from_mapping(cls: Callable[..., T], values: Mapping[str, Any] | None, where: str) -> T:
+def dataclass_from_mapping(
+    cls: Callable[..., T], values: Mapping[str, Any] | None, where: str
+) -> T:
     """An instance of the dataclass ``cls`` from ``values`` (``-`` in keys read as ``_``).
 
     Unknown keys and ill-typed values raise :class:`ConfigError` naming ``where.<key>``; the

@@ -29,7 +29,9 @@ SUPPLIED_BY_RUN = ("data_path", "seed", "run_dir")
 """Round settings that the run sets from its own config (``seed``, cache path, output dir)."""
 
 
-def _schema(name: str, cls: type, skip: tuple[str, ...] = (), extra: list[Any] | None = None) -> type:
+def _schema(
+    name: str, cls: type, skip: tuple[str, ...] = (), extra: list[Any] | None = None
+) -> type:
     types = field_types(cls)
     specs: list[Any] = []
     for f in dataclasses.fields(cls):
@@ -48,7 +50,9 @@ def register_configs() -> None:
     store.store(group="train", name="base", node=_schema("TrainSchema", TrainConfig))
     round_skip = (*SUPPLIED_BY_RUN, "model", "strategy")
     fl_schema = _schema(
-        "FederatedSchema", FederatedSettings, round_skip,
+        "FederatedSchema",
+        FederatedSettings,
+        round_skip,
         [("compare_central", bool, field(default=False)), ("strategy", Any, field(default=None))],
     )
     store.store(group="fl", name="base", node=fl_schema)

@@ -10,7 +10,6 @@ console handler; :func:`route_third_party_logs` makes Flower's own logger feed t
 from __future__ import annotations
 
 import logging
-import warnings
 
 OWN_LOGGERS = ("tandem",)
 
@@ -32,4 +31,3 @@ def route_third_party_logs() -> None:
         flwr.removeHandler(handler)
     flwr.propagate = True
     logging.captureWarnings(True)
-    warnings.filterwarnings("default")

@@ -23,6 +23,7 @@ from simulations.flower_sim import simulate
 
 log = logging.getLogger("tandem")
 
+
 def federated_settings(cfg: DictConfig, data_path: Path, run_dir: Path) -> FederatedSettings:
     """The federated settings of a Hydra run: the ``fl/`` group's round settings, its strategy spec
     and the ``model/`` group's spec, each carried whole (an unknown key is a :class:`ConfigError`)."""
@@ -36,9 +37,13 @@ def federated_settings(cfg: DictConfig, data_path: Path, run_dir: Path) -> Feder
     fl_cfg.pop("compare_central", None)
     model = OmegaConf.to_container(cfg.model, resolve=True)
     return FederatedSettings.create(
-        model=model, strategy=strategy, **fl_cfg,
-        seed=int(cfg.seed), data_path=str(data_path), run_dir=str(run_dir),
-    )  # fmt: skip
+        model=model,
+        strategy=strategy,
+        **fl_cfg,
+        seed=int(cfg.seed),
+        data_path=str(data_path),
+        run_dir=str(run_dir),
+    )
 
 
 def central_reference(settings: FederatedSettings) -> dict[str, Any]:
@@ -47,7 +52,12 @@ def central_reference(settings: FederatedSettings) -> dict[str, Any]:
     model = SequenceRecommender.from_spec(settings.model.with_train(progress=False))
     model.fit(data.train, validation=data.heldout)
     result = evaluate(model, data.heldout, "test", ks=(10,))
-    return {"round": "central", "hr@10": result["hr@10"], "ndcg@10": result["ndcg@10"], "best_epoch": model.best_epoch}
+    return {
+        "round": "central",
+        "hr@10": result["hr@10"],
+        "ndcg@10": result["ndcg@10"],
+        "best_epoch": model.best_epoch,
+    }
 
 
 def run_federated(cfg: DictConfig, data_path: Path, output_dir: Path) -> list[dict[str, Any]]:
@@ -55,7 +65,12 @@ def run_federated(cfg: DictConfig, data_path: Path, output_dir: Path) -> list[di
     run_dir = output_dir / "fl"
     settings = federated_settings(cfg, data_path, run_dir)
     n_clients = task_data(settings).partition.n_clients
-    log.info("federated: %d clients, %d rounds, strategy %s", n_clients, settings.num_rounds, settings.strategy.name)
+    log.info(
+        "federated: %d clients, %d rounds, strategy %s",
+        n_clients,
+        settings.num_rounds,
+        settings.strategy.name,
+    )
     simulate(settings, num_supernodes=n_clients)
     rows = read_rounds(run_dir)
     if not rows:
@@ -63,4 +78,3 @@ def run_federated(cfg: DictConfig, data_path: Path, output_dir: Path) -> list[di
     if cfg.fl.get("compare_central"):
         rows.append(central_reference(settings))
     return rows
-

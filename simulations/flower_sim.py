@@ -22,7 +22,9 @@ def simulate(settings: FederatedSettings, num_supernodes: int, num_cpus: int | N
     simulate_apps(make_server_app(settings), make_client_app(settings), num_supernodes, num_cpus)
 
 
-def simulate_apps(server_app: Any, client_app: Any, num_supernodes: int, num_cpus: int | None = None) -> None:
+def simulate_apps(
+    server_app: Any, client_app: Any, num_supernodes: int, num_cpus: int | None = None
+) -> None:
     """Run any ServerApp / ClientApp pair (e.g. the SecAgg+ pair) in the Simulation Runtime."""
     from flwr.simulation import run_simulation
 

@@ -45,8 +45,18 @@ from simulations.rerank_eval import evaluate_rerankers
 
 log = logging.getLogger("tandem")
 
-RERANKER_COLUMNS = ["reranker", "method", "ndcg@10", "hr@10", "coverage@10", "ild@10", "novelty@10",
-                    "calibration_kl@10", "violations", "p99_ms"]  # fmt: skip
+RERANKER_COLUMNS = [
+    "reranker",
+    "method",
+    "ndcg@10",
+    "hr@10",
+    "coverage@10",
+    "ild@10",
+    "novelty@10",
+    "calibration_kl@10",
+    "violations",
+    "p99_ms",
+]
 
 
 def item_vectors(parts: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -55,33 +65,55 @@ def item_vectors(parts: dict[str, np.ndarray]) -> np.ndarray | None:
     if not mats:
         return None
     fused = np.mean(mats, axis=0)
-    return (fused / np.maximum(np.linalg.norm(fused, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
+    return (fused / np.maximum(np.linalg.norm(fused, axis=1, keepdims=True), 1e-12)).astype(
+        np.float32
+    )
 
 
 def make_l1(cfg: DictConfig, dataset: Dataset, parts: dict[str, np.ndarray]) -> TwoTowerRetriever:
     """The (untrained) L1 retriever of the ``pipeline.l1`` settings, its index from ``index/``."""
     l1 = cfg.pipeline.l1
     return TwoTowerRetriever(
-        n_items=dataset.catalog.n_items, text=parts.get("text"), image=parts.get("image"), use_id=bool(l1.use_id),
-        dim=int(l1.dim), session_model=str(l1.session_model),
-        model=OmegaConf.to_container(l1.model, resolve=True), fusion=OmegaConf.to_container(l1.fusion, resolve=True),
-        train={"epochs": int(l1.epochs), "seed": int(cfg.seed), "max_len": int(l1.max_len)},
+        n_items=dataset.catalog.n_items,
+        text=parts.get("text"),
+        image=parts.get("image"),
+        use_id=bool(l1.use_id),
+        dim=int(l1.dim),
+        session_model=str(l1.session_model),
+        model=OmegaConf.to_container(l1.model, resolve=True),
+        fusion=OmegaConf.to_container(l1.fusion, resolve=True),
+        train={
+            "epochs": int(l1.epochs),
+            "seed": int(cfg.seed),
+            "max_len": int(l1.max_len),
+            "progress": True,
+        },
         index=lambda dim: instantiate(cfg.index, dim=dim),
-    )  # fmt: skip
+    )
 
 
 def trained_key(cfg: DictConfig, data_path: Path) -> str:
     """Cache key of the trained L1 and L2: everything that shapes them, nothing that only reads
     them (re-rankers, evaluation, objective), so sweeps over re-rankers train nothing again."""
-    parts = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("encoder", "index", "fl", "model")}
-    parts.update(l1=OmegaConf.to_container(cfg.pipeline.l1, resolve=True), seed=int(cfg.seed), data=data_path.name)
+    parts = {
+        k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("encoder", "index", "fl", "model")
+    }
+    parts.update(
+        l1=OmegaConf.to_container(cfg.pipeline.l1, resolve=True),
+        seed=int(cfg.seed),
+        data=data_path.name,
+    )
     return config_key(parts)
 
 
-def trained_models(cfg: DictConfig, dataset: Dataset, data: Any, parts: dict[str, np.ndarray], settings: Any,
-                   seconds: dict[str, float]) -> TwoTowerRetriever:  # fmt: skip
+def trained_models(
+    cfg: DictConfig,
+    dataset: Dataset,
+    data: Any,
+    parts: dict[str, np.ndarray],
+    settings: Any,
+    seconds: dict[str, float],
+) -> TwoTowerRetriever:
     """Train L1 (two-tower) and L2 (federated), or reuse both from the cache (``pipeline.reuse_trained``).
 
     The L2's run directory (rounds, checkpoints) ends up in ``settings.run_dir`` either way.
@@ -111,19 +143,27 @@ def trained_models(cfg: DictConfig, dataset: Dataset, data: Any, parts: dict[str
     return retriever
 
 
-def run_pipeline(cfg: DictConfig, dataset: Dataset, data_path: Path | None, output_dir: Path | None) -> list[dict[str, Any]]:
+def run_pipeline(
+    cfg: DictConfig, dataset: Dataset, data_path: Path | None, output_dir: Path | None
+) -> list[dict[str, Any]]:
     """Run the chain; prints three tables and writes ``metrics.json``; returns the accuracy rows."""
     if data_path is None:
-        raise ConfigError("mode=pipeline needs paths.cache_dir: simulated clients read the cached dataset file")
+        raise ConfigError(
+            "mode=pipeline needs paths.cache_dir: simulated clients read the cached dataset file"
+        )
     if cfg.encoder.kind == "none":
-        raise ConfigError("mode=pipeline needs an encoder (encoder=tiny_trained or encoder=openclip) for L1")
+        raise ConfigError(
+            "mode=pipeline needs an encoder (encoder=tiny_trained or encoder=openclip) for L1"
+        )
     output_dir = output_dir or Path(cfg.paths.cache_dir) / "pipeline-run"
     settings = federated_settings(cfg, data_path, output_dir / "fl")
     data = task_data(settings)
     seconds: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    parts = content_parts(OmegaConf.to_container(cfg.encoder, resolve=True), dataset.catalog, cfg.paths.cache_dir)
+    parts = content_parts(
+        OmegaConf.to_container(cfg.encoder, resolve=True), dataset.catalog, cfg.paths.cache_dir
+    )
     seconds["encoder"] = time.perf_counter() - t0
 
     retriever = trained_models(cfg, dataset, data, parts, settings, seconds)
@@ -134,21 +174,34 @@ def run_pipeline(cfg: DictConfig, dataset: Dataset, data_path: Path | None, outp
     best = best_round(rounds) or rounds[-1]
     untrained = best["round"] == 0
     if untrained:
-        log.warning("the best validation round is 0: the L2 model is the untrained initial model "
-                    "(run more rounds, fl.num_rounds)")  # fmt: skip
+        log.warning(
+            "the best validation round is 0: the L2 model is the untrained initial model "
+            "(run more rounds, fl.num_rounds)"
+        )
 
     n_candidates = int(cfg.pipeline.n_candidates)
     pipeline = TwoTierPipeline(retriever, l2, n_candidates)
     systems = {
-        f"L1 only ({cfg.index.factory}, top {n_candidates})": TwoTierPipeline(retriever, None, n_candidates),
+        f"L1 only ({cfg.index.factory}, top {n_candidates})": TwoTierPipeline(
+            retriever, None, n_candidates
+        ),
         "L2 full ranking (federated)" + (" UNTRAINED: best round 0" if untrained else ""): l2,
         f"two-tier (L1 top {n_candidates} -> L2)": pipeline,
-    }  # fmt: skip
-    recall = l1_recall(retriever, data.heldout, "test", ks=(n_candidates,), exclude_seen=False)[f"recall@{n_candidates}"]
+    }
+    recall = l1_recall(retriever, data.heldout, "test", ks=(n_candidates,), exclude_seen=False)[
+        f"recall@{n_candidates}"
+    ]
     rows = []
     for name, scorer in systems.items():
         result = evaluate(scorer, data.heldout, "test", ks=(10,))
-        rows.append({"system": name, "hr@10": result["hr@10"], "ndcg@10": result["ndcg@10"], "users": result["n_users"]})
+        rows.append(
+            {
+                "system": name,
+                "hr@10": result["hr@10"],
+                "ndcg@10": result["ndcg@10"],
+                "users": result["n_users"],
+            }
+        )
     rows[0][f"l1_recall@{n_candidates}"] = recall
 
     histories = data.heldout.history("test").sequences()
@@ -158,51 +211,83 @@ def run_pipeline(cfg: DictConfig, dataset: Dataset, data_path: Path | None, outp
     reranker_rows: list[dict[str, Any]] = []
     examples: dict[str, Any] = {}
     specs = OmegaConf.to_container(cfg.get("rerankers") or {}, resolve=True)
+    only = cfg.pipeline.get("compare_only")
+    if only:
+        unknown = sorted(set(only) - set(specs))
+        if unknown:
+            raise ConfigError(
+                f"pipeline.compare_only names unknown re-rankers {unknown}; known: {sorted(specs)}"
+            )
+        specs = {name: specs[name] for name in only}
     if specs:
         t0 = time.perf_counter()
         reranker_rows, examples = evaluate_rerankers(
-            pipeline, specs, data.heldout, dataset.catalog, item_vectors=item_vectors(parts),
-            popularity=data.train.item_counts(), latency_requests=int(cfg.pipeline.latency_requests),
-        )  # fmt: skip
+            pipeline,
+            specs,
+            data.heldout,
+            dataset.catalog,
+            item_vectors=item_vectors(parts),
+            popularity=data.train.item_counts(),
+            latency_requests=int(cfg.pipeline.latency_requests),
+            hard_rules=OmegaConf.to_container(cfg.pipeline.hard_rules, resolve=True),
+        )
         seconds["rerankers"] = time.perf_counter() - t0
 
     trained = [r for r in rounds if r["round"] > 0]
     federated = {
-        "rounds": len(trained), "clients": data.partition.n_clients, "best_round": best["round"],
+        "rounds": len(trained),
+        "clients": data.partition.n_clients,
+        "best_round": best["round"],
         "bytes_up_per_round": float(np.mean([r["bytes_up"] for r in trained])),
         "bytes_down_per_round": float(np.mean([r["bytes_down"] for r in trained])),
-        "update_encoding": f"{settings.update_encoding}/{settings.quantize}", "strategy": settings.strategy.name,
-    }  # fmt: skip
+        "update_encoding": f"{settings.update_encoding}/{settings.quantize}",
+        "strategy": settings.strategy.name,
+    }
 
     summary = dataset.summary()
     print_table(
         f"{dataset.name}: {summary['items']} items, {summary['users']} users; {len(users)} held-out users "
         f"(leave-one-out test, full catalog)",
-        rows, columns=["system", "hr@10", "ndcg@10", f"l1_recall@{n_candidates}", "users"],
-    )  # fmt: skip
+        rows,
+        columns=["system", "hr@10", "ndcg@10", f"l1_recall@{n_candidates}", "users"],
+    )
     print_table(
         "per-stage latency of single requests (ms)",
-        [{"stage": s, "p50_ms": latency[f"{s}_p50_ms"], "p99_ms": latency[f"{s}_p99_ms"]} for s in ("l1", "l2", "total")],
+        [
+            {"stage": s, "p50_ms": latency[f"{s}_p50_ms"], "p99_ms": latency[f"{s}_p99_ms"]}
+            for s in ("l1", "l2", "total")
+        ],
         columns=["stage", "p50_ms", "p99_ms"],
-    )  # fmt: skip
-    print_table(f"federated L2 ({settings.strategy.name}, {federated['update_encoding']})", [federated],
-                columns=["rounds", "clients", "best_round", "bytes_up_per_round", "bytes_down_per_round"])  # fmt: skip
+    )
+    print_table(
+        f"federated L2 ({settings.strategy.name}, {federated['update_encoding']})",
+        [federated],
+        columns=["rounds", "clients", "best_round", "bytes_up_per_round", "bytes_down_per_round"],
+    )
     if reranker_rows:
         print_table(
             f"re-rankers on the federated L2 (two-tier, top 10 of {n_candidates} candidates; held-out users)",
-            reranker_rows, columns=RERANKER_COLUMNS,
-        )  # fmt: skip
+            reranker_rows,
+            columns=RERANKER_COLUMNS,
+        )
     if examples:
-        print(f"why these items ({examples['reranker']}, a held-out user whose last items are {examples['history']}):")
+        print(
+            f"why these items ({examples['reranker']}, a held-out user whose last items are {examples['history']}):"
+        )
         for line in examples["lines"]:
             print(f"  {line}")
         for rule, reason in examples["skipped"].items():
             print(f"  skipped {rule}: {reason}")
     print_table("wall time per stage (s)", [seconds], columns=list(seconds))
     result = {
-        "config": OmegaConf.to_container(cfg, resolve=True), "dataset": summary, "results": rows,
-        "latency": latency, "federated": federated, "seconds": seconds,
-        "rerankers": reranker_rows, "explanations": examples,
-    }  # fmt: skip
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "dataset": summary,
+        "results": rows,
+        "latency": latency,
+        "federated": federated,
+        "seconds": seconds,
+        "rerankers": reranker_rows,
+        "explanations": examples,
+    }
     atomic_write_text(output_dir / "metrics.json", json.dumps(result, indent=2, default=float))
     return rows + reranker_rows

@@ -37,7 +37,9 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def rows_table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> Table:
+def rows_table(
+    title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None
+) -> Table:
     """A rich table over ``rows`` (the union of their keys, in first-seen order, unless given)."""
     if columns is None:
         seen: dict[str, None] = {}
@@ -53,12 +55,18 @@ def rows_table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str
     return table
 
 
-def print_table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> None:
+def print_table(
+    title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None
+) -> None:
     """Print ``rows`` as a table on stdout (wide enough for metric columns even when piped)."""
     Console(width=200).print(rows_table(title, rows, columns))
 
 
-def write_results(path: Path, rows: Sequence[dict[str, Any]], key: Sequence[str] = ("dataset", "method", "setting")) -> None:
+def write_results(
+    path: Path,
+    rows: Sequence[dict[str, Any]],
+    key: Sequence[str] = ("dataset", "method", "setting"),
+) -> None:
     """Write benchmark ``rows`` to ``path`` (atomically), keeping earlier rows whose ``key`` differs."""
     from encoders.storage import atomic_write_text
 
@@ -66,7 +74,9 @@ def write_results(path: Path, rows: Sequence[dict[str, Any]], key: Sequence[str]
     old: list[dict[str, Any]] = []
     if path.exists():
         try:
-            old = [r for r in json.loads(path.read_text()) if tuple(r.get(c) for c in key) not in fresh]
+            old = [
+                r for r in json.loads(path.read_text()) if tuple(r.get(c) for c in key) not in fresh
+            ]
         except (ValueError, TypeError, AttributeError):
             old = []
     atomic_write_text(path, json.dumps([*old, *rows], indent=2) + "\n")
@@ -78,8 +88,18 @@ ACCURACY = "ndcg@10"
 DIVERSITY = "ild@10"
 BASELINES = frozenset({"neural", "rules"})
 """Baseline re-ranker methods; any other method (or one starting with "hybrid") is a hybrid."""
-METRIC_ORDER = (ACCURACY, "hr@10", DIVERSITY, "coverage@10", "novelty@10", "gini@10", "tail_share@10",
-                "calibration_kl@10", "violations", "p99_ms")  # fmt: skip
+METRIC_ORDER = (
+    ACCURACY,
+    "hr@10",
+    DIVERSITY,
+    "coverage@10",
+    "novelty@10",
+    "gini@10",
+    "tail_share@10",
+    "calibration_kl@10",
+    "violations",
+    "p99_ms",
+)
 """Metric columns shown first, in this order (any other numeric result follows)."""
 NOT_METRICS = frozenset({"round", "users", "n_users", "seed"})
 METRICS_FILE = "metrics.json"

@@ -126,10 +126,15 @@ def render_markdown(
         has_method = any(s.method for s in stats)
         header = ["result", *(["method"] if has_method else []), *keys, "n", *metrics]
         rows = [
-            [s.name, *([s.method or ""] if has_method else []), *(v for _, v in s.setting),
-             str(s.n), *(_cell(s, m) for m in metrics)]
+            [
+                s.name,
+                *([s.method or ""] if has_method else []),
+                *(v for _, v in s.setting),
+                str(s.n),
+                *(_cell(s, m) for m in metrics),
+            ]
             for s in stats
-        ]  # fmt: skip
+        ]
         lines += [
             "## Results",
             "",
@@ -232,14 +237,30 @@ def plot_frontier(stats: Sequence[Stat], path: Path, title: str) -> bool:
         return s.ci[m] if math.isfinite(s.ci.get(m, math.nan)) else 0.0
 
     for s in points:
-        ax.errorbar(s.mean[DIVERSITY], s.mean[ACCURACY], xerr=err(s, DIVERSITY),
-                    yerr=err(s, ACCURACY), fmt="o" if s.is_hybrid else "s", capsize=3,
-                    label=f"{s.name} ({'hybrid' if s.is_hybrid else 'baseline'})")  # fmt: skip
+        ax.errorbar(
+            s.mean[DIVERSITY],
+            s.mean[ACCURACY],
+            xerr=err(s, DIVERSITY),
+            yerr=err(s, ACCURACY),
+            fmt="o" if s.is_hybrid else "s",
+            capsize=3,
+            label=f"{s.name} ({'hybrid' if s.is_hybrid else 'baseline'})",
+        )
     front = sorted(pareto_front(points), key=lambda s: s.mean[DIVERSITY])
-    ax.plot([s.mean[DIVERSITY] for s in front], [s.mean[ACCURACY] for s in front], "k--", lw=1,
-            label="Pareto front")  # fmt: skip
-    ax.scatter([s.mean[DIVERSITY] for s in front], [s.mean[ACCURACY] for s in front], s=160,
-               facecolors="none", edgecolors="k")  # fmt: skip
+    ax.plot(
+        [s.mean[DIVERSITY] for s in front],
+        [s.mean[ACCURACY] for s in front],
+        "k--",
+        lw=1,
+        label="Pareto front",
+    )
+    ax.scatter(
+        [s.mean[DIVERSITY] for s in front],
+        [s.mean[ACCURACY] for s in front],
+        s=160,
+        facecolors="none",
+        edgecolors="k",
+    )
     ax.set_xlabel(f"{DIVERSITY} (intra-list diversity)")
     ax.set_ylabel(ACCURACY)
     ax.set_title(title)
@@ -260,8 +281,14 @@ def plot_latency(jobs: Sequence[Job], keys: Sequence[str], path: Path) -> bool:
     width = 0.8 / len(table)
     for i, (setting, values) in enumerate(table.items()):
         stats = [mean_ci(values.get(stage, [])) for stage in stages]
-        ax.bar(np.arange(len(stages)) + i * width, [m for m, _, _ in stats], width,
-               yerr=[s for _, s, _ in stats], capsize=3, label=setting_label(setting))  # fmt: skip
+        ax.bar(
+            np.arange(len(stages)) + i * width,
+            [m for m, _, _ in stats],
+            width,
+            yerr=[s for _, s, _ in stats],
+            capsize=3,
+            label=setting_label(setting),
+        )
     ax.set_xticks(np.arange(len(stages)) + width * (len(table) - 1) / 2, stages)
     ax.set_ylabel("p99 latency (ms)")
     ax.set_title("latency per stage (p99 of single requests)")
@@ -355,9 +382,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--out", type=Path, default=None, help="output directory (default: the sweep's)"
     )
     parser.add_argument(
-        "--ignore", action="append", default=[], metavar="KEY",
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="KEY",
         help="another override to aggregate over, like seed (repeatable)",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     try:
         report = make_report(args.multirun_dir, args.out, ("seed", *args.ignore))

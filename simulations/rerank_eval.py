@@ -12,20 +12,22 @@ Metrics, all at K (10), on the held-out users' test targets (leave-one-out, full
   (self-information, bits), ``gini@10`` (Gini index of exposure), ``tail_share@10`` (share of
   long-tail items: outside the 20% most popular), ``calibration_kl@10`` (Steck 2018, KL between the
   user's category mix and the list's);
-* ``violations``: the share of lists that break a hard rule configured in any compared re-ranker
-  (filters, category caps): for neural-only, the rate it would have;
+* ``violations``: the share of lists that break one of the business's hard rules
+  (``pipeline.hard_rules``: filters, category caps), whichever re-ranker made them: for
+  neural-only, the rate it would have;
 * latency: p50 / p99 of the re-rank stage and of the whole request (single requests).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from rich.progress import track
 
 from ranking.data import Catalog, Split
+from ranking.errors import ConfigError
 from ranking.evaluation import evaluate
 from ranking.hybrid import Reranker, build_reranker
 from ranking.metrics import (
@@ -39,7 +41,7 @@ from ranking.metrics import (
     violation_rate,
 )
 from ranking.pipeline import TwoTierPipeline, latency_summary
-from ranking.rules import RerankContext
+from ranking.rules import RerankContext, build_rule
 from ranking.rules.base import HardRule
 
 K = 10
@@ -65,16 +67,6 @@ def method_of(reranker: Reranker) -> str:
     return "hybrid"
 
 
-def hard_rules(rerankers: Mapping[str, Reranker]) -> list[HardRule]:
-    """Every distinct hard rule configured in any of ``rerankers`` (by its spec)."""
-    seen: dict[str, HardRule] = {}
-    for reranker in rerankers.values():
-        for rule in getattr(reranker, "rules", []):
-            if isinstance(rule, HardRule):
-                seen.setdefault(repr(rule.spec()), rule)
-    return list(seen.values())
-
-
 def evaluate_rerankers(
     pipeline: TwoTierPipeline,
     specs: Mapping[str, Any],
@@ -83,6 +75,7 @@ def evaluate_rerankers(
     *,
     item_vectors: np.ndarray | None,
     popularity: np.ndarray,
+    hard_rules: Sequence[Mapping[str, Any]] = (),
     latency_requests: int = 200,
     progress: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -94,8 +87,15 @@ def evaluate_rerankers(
     rerankers = {name: build_reranker(spec) for name, spec in specs.items()}
     for reranker in rerankers.values():
         reranker.check(K)
-    context = RerankContext.from_catalog(catalog, popularity=popularity, item_vectors=item_vectors, k=K)
-    rules = hard_rules(rerankers)
+    context = RerankContext.from_catalog(
+        catalog, popularity=popularity, item_vectors=item_vectors, k=K
+    )
+    rules = [build_rule(spec) for spec in hard_rules]
+    for rule in rules:
+        if not isinstance(rule, HardRule):
+            raise ConfigError(
+                f"pipeline.hard_rules: {rule.name!r} is not a hard rule (a filter or a cap)"
+            )
     histories = heldout.history("test").sequences()
     users = heldout.targets("test").user
     user_histories = [histories[u] for u in users]
@@ -106,11 +106,17 @@ def evaluate_rerankers(
     l2_scores = pipeline.rank_candidates(user_histories, candidates)
     rows: list[dict[str, Any]] = []
     examples: dict[str, Any] = {}
-    for name, reranker in track(list(rerankers.items()), description="re-rankers", disable=not progress):
+    for name, reranker in track(
+        list(rerankers.items()), description="re-rankers", disable=not progress
+    ):
         staged = pipeline.with_reranker(reranker, context)
         lists = staged.final_lists(user_histories, candidates, l2_scores, K)
-        accuracy = evaluate(ListedScores(staged.list_scores(candidates, l2_scores, lists), users), heldout, "test",
-                            ks=(K,))  # fmt: skip
+        accuracy = evaluate(
+            ListedScores(staged.list_scores(candidates, l2_scores, lists), users),
+            heldout,
+            "test",
+            ks=(K,),
+        )
         requests = [staged.recommend(h, k=K) for h in user_histories[:latency_requests]]
         latency = latency_summary(requests)
 
@@ -118,19 +124,28 @@ def evaluate_rerankers(
             ctx = context.for_request(user_histories[row], K)
             return any(rule.violations(items, ctx) for rule in rules)
 
-        rows.append({
-            "reranker": name, "method": method_of(reranker),
-            "ndcg@10": accuracy["ndcg@10"], "hr@10": accuracy["hr@10"],
-            "coverage@10": coverage(lists, catalog.n_items),
-            "ild@10": intra_list_diversity(lists, item_vectors) if item_vectors is not None else float("nan"),
-            "novelty@10": novelty(lists, popularity),
-            "gini@10": gini_index(lists, catalog.n_items),
-            "tail_share@10": tail_share(lists, tail),
-            "calibration_kl@10": calibration_kl(lists, user_histories, catalog.category, n_cat) if n_cat else float("nan"),
-            "violations": violation_rate(lists, violates) if rules else 0.0,
-            "rerank_p99_ms": latency["rerank_p99_ms"], "p99_ms": latency["total_p99_ms"],
-            "users": accuracy["n_users"],
-        })  # fmt: skip
+        rows.append(
+            {
+                "reranker": name,
+                "method": method_of(reranker),
+                "ndcg@10": accuracy["ndcg@10"],
+                "hr@10": accuracy["hr@10"],
+                "coverage@10": coverage(lists, catalog.n_items),
+                "ild@10": intra_list_diversity(lists, item_vectors)
+                if item_vectors is not None
+                else float("nan"),
+                "novelty@10": novelty(lists, popularity),
+                "gini@10": gini_index(lists, catalog.n_items),
+                "tail_share@10": tail_share(lists, tail),
+                "calibration_kl@10": calibration_kl(lists, user_histories, catalog.category, n_cat)
+                if n_cat
+                else float("nan"),
+                "violations": violation_rate(lists, violates) if rules else 0.0,
+                "rerank_p99_ms": latency["rerank_p99_ms"],
+                "p99_ms": latency["total_p99_ms"],
+                "users": accuracy["n_users"],
+            }
+        )
         if not examples and rows[-1]["method"] == "hybrid" and requests:
             first = requests[0]
             assert first.reranked is not None

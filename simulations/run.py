@@ -70,7 +70,9 @@ def build_model(model_cfg: DictConfig, name: str, content: np.ndarray | None = N
             return instantiate(model_cfg, content=content)
         return instantiate(model_cfg)
     except Exception as exc:  # hydra wraps import and argument errors in its own types
-        raise ConfigError(f"model {name!r} cannot be built from {OmegaConf.to_container(model_cfg)}: {exc}") from exc
+        raise ConfigError(
+            f"model {name!r} cannot be built from {OmegaConf.to_container(model_cfg)}: {exc}"
+        ) from exc
 
 
 def fit_model(model: Any, split: Split) -> Any:
@@ -130,14 +132,20 @@ def objective_value(cfg: DictConfig, rows: list[dict[str, Any]]) -> float:
         name = str(cfg.objective.reranker)
         main = next((r for r in rows if r.get("reranker") == name), {})
         if not main:
-            raise ConfigError(f"objective.reranker={name!r} is not among the compared re-rankers (rerankers.*)")
+            raise ConfigError(
+                f"objective.reranker={name!r} is not among the compared re-rankers (rerankers.*)"
+            )
     else:
         main = next((r for r in rows if str(r.get("system", "")).startswith("two-tier")), rows[-1])
     weight = float(cfg.objective.get("diversity_weight") or 0.0)
     for key in (metric, "ild@10") if weight else (metric,):
         if key not in main:
-            known = sorted(k for k, v in main.items() if isinstance(v, int | float) and not isinstance(v, bool))
-            raise ConfigError(f"objective needs {key!r}, which is not a result of this row; known: {known}")
+            known = sorted(
+                k for k, v in main.items() if isinstance(v, int | float) and not isinstance(v, bool)
+            )
+            raise ConfigError(
+                f"objective needs {key!r}, which is not a result of this row; known: {known}"
+            )
     return float(main[metric]) + (weight * float(main["ild@10"]) if weight else 0.0)
 
 
@@ -153,7 +161,9 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> list[dict[str, Any]]
     """Run one configured experiment; returns the result rows (one per model)."""
     np.random.seed(int(cfg.seed))
     if cfg.mode not in ("central", "federated", "pipeline"):
-        raise ConfigError(f"mode={cfg.mode!r} is not known; expected 'pipeline', 'central' or 'federated'")
+        raise ConfigError(
+            f"mode={cfg.mode!r} is not known; expected 'pipeline', 'central' or 'federated'"
+        )
     t0 = time.perf_counter()
     dataset, data_path = load_with_path(
         OmegaConf.to_container(cfg.dataset, resolve=True),
@@ -183,7 +193,9 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> list[dict[str, Any]]
                 f"set train.epochs >= 1"
             )
 
-    content = content_vectors(OmegaConf.to_container(cfg.encoder, resolve=True), dataset.catalog, cfg.paths.cache_dir)
+    content = content_vectors(
+        OmegaConf.to_container(cfg.encoder, resolve=True), dataset.catalog, cfg.paths.cache_dir
+    )
     rows: list[dict[str, Any]] = []
     for name, model_cfg in models:
         t1 = time.perf_counter()
@@ -191,7 +203,13 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> list[dict[str, Any]]
         fit_s = time.perf_counter() - t1
         metrics = evaluate_model(model, split, cfg)
         rows.append(
-            {"dataset": dataset.name, "model": name, "split": split.kind, **metrics, "fit_seconds": fit_s}
+            {
+                "dataset": dataset.name,
+                "model": name,
+                "split": split.kind,
+                **metrics,
+                "fit_seconds": fit_s,
+            }
         )
 
     title = (
@@ -200,22 +218,40 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> list[dict[str, Any]]
     )
     print_table(title, rows, columns=table_columns([int(k) for k in cfg.eval.ks]))
     if output_dir is not None:
-        result = {"config": OmegaConf.to_container(cfg, resolve=True), "dataset": summary, "results": rows}
+        result = {
+            "config": OmegaConf.to_container(cfg, resolve=True),
+            "dataset": summary,
+            "results": rows,
+        }
         atomic_write_text(output_dir / "metrics.json", json.dumps(result, indent=2, default=float))
         log.info("wrote %s", output_dir / "metrics.json")
     return rows
 
 
-FEDERATED_COLUMNS = ["round", "accepted", "dropped", "rejected", "train_loss", "hr@10", "ndcg@10", "val_ndcg@10", "bytes_up",
-                     "seconds"]  # fmt: skip
+FEDERATED_COLUMNS = [
+    "round",
+    "accepted",
+    "dropped",
+    "rejected",
+    "train_loss",
+    "hr@10",
+    "ndcg@10",
+    "val_ndcg@10",
+    "bytes_up",
+    "seconds",
+]
 
 
-def run_federated_mode(cfg: DictConfig, dataset: Dataset, data_path: Path | None, output_dir: Path | None) -> list[dict[str, Any]]:
+def run_federated_mode(
+    cfg: DictConfig, dataset: Dataset, data_path: Path | None, output_dir: Path | None
+) -> list[dict[str, Any]]:
     """``mode=federated``: a Flower simulation; prints one row per round."""
     from simulations.federated import run_federated
 
     if data_path is None:
-        raise ConfigError("mode=federated needs paths.cache_dir: simulated clients read the cached dataset file")
+        raise ConfigError(
+            "mode=federated needs paths.cache_dir: simulated clients read the cached dataset file"
+        )
     if output_dir is None:
         output_dir = Path(cfg.paths.cache_dir) / "federated-run"
     rows = run_federated(cfg, data_path, output_dir)
@@ -223,9 +259,14 @@ def run_federated_mode(cfg: DictConfig, dataset: Dataset, data_path: Path | None
     print_table(
         f"federated {cfg.model.get('kind', 'model')} on {dataset.name} ({summary['users']} users, "
         f"{summary['items']} items): {cfg.fl.strategy.name}, {cfg.fl.partition}, held-out users, test",
-        rows, columns=FEDERATED_COLUMNS + (["best_epoch"] if rows[-1].get("round") == "central" else []),
-    )  # fmt: skip
-    result = {"config": OmegaConf.to_container(cfg, resolve=True), "dataset": summary, "rounds": rows}
+        rows,
+        columns=FEDERATED_COLUMNS + (["best_epoch"] if rows[-1].get("round") == "central" else []),
+    )
+    result = {
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "dataset": summary,
+        "rounds": rows,
+    }
     atomic_write_text(output_dir / "metrics.json", json.dumps(result, indent=2, default=float))
     return rows
 
@@ -237,7 +278,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     group, name = hydra_identity()
     try:
         config = OmegaConf.to_container(cfg, resolve=True)
-        with Tracker.start(config, job_type=str(cfg.mode), group=group, run_dir=output_dir, name=name) as tracker:
+        with Tracker.start(
+            config, job_type=str(cfg.mode), group=group, run_dir=output_dir, name=name
+        ) as tracker:
             rows = run(cfg, output_dir)
             track_results(tracker, rows, output_dir)
             objective = objective_value(cfg, rows)
@@ -262,8 +305,14 @@ def track_results(tracker: Tracker, rows: list[dict[str, Any]], output_dir: Path
     tracker.log_table("results", systems)
     if rerankers:
         tracker.log_table("rerankers", rerankers)
-        tracker.summary({f"{r['reranker']}/{k}": v for r in rerankers for k, v in r.items()
-                         if isinstance(v, int | float) and not isinstance(v, bool)})  # fmt: skip
+        tracker.summary(
+            {
+                f"{r['reranker']}/{k}": v
+                for r in rerankers
+                for k, v in r.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
+        )
 
 
 def main() -> None:

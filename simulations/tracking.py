@@ -206,12 +206,18 @@ class Tracker:
             )
         try:
             run = wandb.init(
-                project=settings["project"], entity=settings["entity"],
+                project=settings["project"],
+                entity=settings["entity"],
                 tags=settings["tags"] or None,
-                config=dict(config), group=group, job_type=job_type, name=name, dir=str(run_dir),
-                mode=mode, reinit="finish_previous",
+                config=dict(config),
+                group=group,
+                job_type=job_type,
+                name=name,
+                dir=str(run_dir),
+                mode=mode,
+                reinit="finish_previous",
                 settings=wandb.Settings(silent=True, console="off"),
-            )  # fmt: skip
+            )
         except Exception as exc:  # wandb raises its own types, and OSError on an unwritable dir
             raise ConfigError(
                 f"W&B could not start a {mode} run in {run_dir}: {exc}; set WANDB_MODE=offline "

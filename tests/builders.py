@@ -21,7 +21,9 @@ def log_from_sequences(sequences: list[list[int]], n_items: int) -> Interactions
     )
 
 
-def rule_log(n_items: int, n_users: int, seed: int = 0, lengths: tuple[int, int] = (6, 16)) -> Interactions:
+def rule_log(
+    n_items: int, n_users: int, seed: int = 0, lengths: tuple[int, int] = (6, 16)
+) -> Interactions:
     """Every sequence follows the deterministic rule ``i -> (i + 1) % n_items`` from a random start."""
     rng = np.random.default_rng(seed)
     sequences = []
@@ -30,6 +32,9 @@ def rule_log(n_items: int, n_users: int, seed: int = 0, lengths: tuple[int, int]
         sequences.append([(start + t) % n_items for t in range(int(rng.integers(*lengths)))])
     log = log_from_sequences(sequences, n_items)
     return Interactions(
-        user=log.user, item=log.item, timestamp=log.timestamp,
-        user_ids=np.array([f"u{u:03d}" for u in range(n_users)]), n_items=n_items,
-    )  # fmt: skip
+        user=log.user,
+        item=log.item,
+        timestamp=log.timestamp,
+        user_ids=np.array([f"u{u:03d}" for u in range(n_users)]),
+        n_items=n_items,
+    )

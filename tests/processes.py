@@ -76,7 +76,9 @@ def stop_tagged(value: str, popens: list[subprocess.Popen], grace: float = 10.0)
     return tagged(value)
 
 
-def completed_rounds(listing: subprocess.CompletedProcess, run_dir: Path, context: str) -> list[dict]:
+def completed_rounds(
+    listing: subprocess.CompletedProcess, run_dir: Path, context: str
+) -> list[dict]:
     """Assert that ``flwr ls --format json`` reports the run finished and completed, and that the
     ServerApp wrote rounds 0 and 1 into ``run_dir``; returns those rows."""
     import json
@@ -85,7 +87,9 @@ def completed_rounds(listing: subprocess.CompletedProcess, run_dir: Path, contex
 
     assert listing.returncode == 0, listing.stdout + listing.stderr
     run = json.loads(listing.stdout)["runs"][0]
-    assert run["status"] == "finished:completed", f"{run['status']}: {run['status-details']}\n{context}"
+    assert run["status"] == "finished:completed", (
+        f"{run['status']}: {run['status-details']}\n{context}"
+    )
     rows = read_rounds(run_dir)
     assert [r["round"] for r in rows] == [0, 1], context
     return rows

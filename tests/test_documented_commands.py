@@ -23,11 +23,19 @@ REPO = Path(__file__).resolve().parents[1]
 CONF = str(REPO / "conf")
 SOURCES = [REPO / "README.md", REPO / "simulations" / "run.py", REPO / "conf" / "config.yaml"]
 TINY = [
-    "dataset.n_items=150", "dataset.n_users=120", "encoder.epochs=1", "pipeline.l1.epochs=1",
-    "pipeline.latency_requests=5", "fl.num_rounds=1", "fl.partition=users_per_client",
-    "fl.users_per_client=27", "fl.fraction_train=1.0", "fl.heldout_fraction=0.2", "train.epochs=1",
+    "dataset.n_items=150",
+    "dataset.n_users=120",
+    "encoder.epochs=1",
+    "pipeline.l1.epochs=1",
+    "pipeline.latency_requests=5",
+    "fl.num_rounds=1",
+    "fl.partition=users_per_client",
+    "fl.users_per_client=27",
+    "fl.fraction_train=1.0",
+    "fl.heldout_fraction=0.2",
+    "train.epochs=1",
     "train.progress=false",
-]  # fmt: skip
+]
 NEEDS_SHARED_DATA = ("dataset=ml100k", "dataset=ml1m", "dataset=ml100k_raw")
 
 
@@ -49,7 +57,9 @@ COMMANDS = documented_commands()
 def test_the_examples_were_found():
     assert len(COMMANDS) >= 8
     assert any("-m" in c for c in COMMANDS), "the documented sweep"
-    assert any(any(a.startswith("fl.dp_noise_multiplier") for a in c) for c in COMMANDS), "the DP example"
+    assert any(any(a.startswith("fl.dp_noise_multiplier") for a in c) for c in COMMANDS), (
+        "the DP example"
+    )
 
 
 def composed(overrides: list[str]):
@@ -61,11 +71,17 @@ def composed(overrides: list[str]):
 @pytest.mark.parametrize("args", [c for c in COMMANDS if "-m" not in c], ids=" ".join)
 def test_documented_command_runs_in_a_tiny_form(args, tmp_path):
     if any(a in NEEDS_SHARED_DATA for a in args):
-        cfg = composed(args)  # composes (names, types, ranges of the overrides) but needs shared data
+        cfg = composed(
+            args
+        )  # composes (names, types, ranges of the overrides) but needs shared data
         assert cfg.dataset and cfg.model
         return
     documented = composed(args)
-    tiny = [t for t in TINY if OmegaConf.select(documented, t.split("=")[0], default="<absent>") != "<absent>"]
+    tiny = [
+        t
+        for t in TINY
+        if OmegaConf.select(documented, t.split("=")[0], default="<absent>") != "<absent>"
+    ]
     cfg = composed([*args, *tiny, f"paths.cache_dir={tmp_path / 'cache'}"])  # later overrides win
     rows = run(cfg, output_dir=tmp_path / "out")
     assert rows and (tmp_path / "out" / "metrics.json").exists()
@@ -74,15 +90,33 @@ def test_documented_command_runs_in_a_tiny_form(args, tmp_path):
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("sweep", [c for c in COMMANDS if "-m" in c], ids=" ".join)
 def test_documented_sweep_runs_every_job(sweep, tmp_path):
-    documented = composed([a for a in sweep if a != "-m" and "," not in a])
-    tiny = [t for t in TINY if OmegaConf.select(documented, t.split("=")[0], default="<absent>") != "<absent>"]
-    cmd = [sys.executable, "-m", "simulations.run", *sweep, *tiny,
-           f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=580, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    jobs = sorted((tmp_path / "sweep").glob("*/metrics.json"))
+    fixed = [a for a in sweep if a != "-m" and "," not in a]
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        documented = compose(config_name="config", overrides=fixed, return_hydra_config=True)
+    tiny = [
+        t
+        for t in TINY
+        if OmegaConf.select(documented, t.split("=")[0], default="<absent>") != "<absent>"
+    ]
     n_jobs = 1
     for arg in sweep:
         if "," in arg:
             n_jobs *= len(arg.split("=", 1)[1].split(","))
-    assert len(jobs) == n_jobs >= 4
+    if OmegaConf.select(
+        documented, "hydra.sweeper.n_trials"
+    ):  # an Optuna study: 3 trials in a test
+        tiny.append("hydra.sweeper.n_trials=3")
+        n_jobs = 3
+    cmd = [
+        sys.executable,
+        "-m",
+        "simulations.run",
+        *sweep,
+        *tiny,
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=580, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted((tmp_path / "sweep").glob("*/metrics.json"))
+    assert len(jobs) == n_jobs >= 2

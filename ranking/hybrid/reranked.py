@@ -137,16 +137,18 @@ class Reranked:
                 if label != "l2"
             ]
             rules += self.table.notes.get(item, [])
-            out.append({
-                "item": item,
-                "position": position,
-                "l1_rank": int(self.l1_ranks[position]),
-                "l2_score": _num(self.l2_scores[position]),
-                "score": _num(self.scores[position]),
-                "score_rank": int(self.table.score_rank[row]) if row >= 0 else -1,
-                "components": components,
-                "rules": rules,
-            })  # fmt: skip
+            out.append(
+                {
+                    "item": item,
+                    "position": position,
+                    "l1_rank": int(self.l1_ranks[position]),
+                    "l2_score": _num(self.l2_scores[position]),
+                    "score": _num(self.scores[position]),
+                    "score_rank": int(self.table.score_rank[row]) if row >= 0 else -1,
+                    "components": components,
+                    "rules": rules,
+                }
+            )
         return out
 
     @cached_property
@@ -155,13 +157,15 @@ class Reranked:
         out = []
         for item, (rule, reason) in self.table.removed.items():
             row = self.table.row(item)
-            out.append({
-                "item": item,
-                "rule": rule,
-                "reason": reason,
-                "l1_rank": int(self.table.l1_ranks[row]) if row >= 0 else -1,
-                "l2_score": _num(self.table.l2_scores[row]) if row >= 0 else None,
-            })  # fmt: skip
+            out.append(
+                {
+                    "item": item,
+                    "rule": rule,
+                    "reason": reason,
+                    "l1_rank": int(self.table.l1_ranks[row]) if row >= 0 else -1,
+                    "l2_score": _num(self.table.l2_scores[row]) if row >= 0 else None,
+                }
+            )
         return out
 
     def report(self) -> dict[str, Any]:
@@ -215,11 +219,12 @@ class Reranked:
             parts.append(f"L2 {e['l2_score']:.3g}")
         score = f"score {_fmt(e['score'])}"
         terms = [
-            f"{label} {_fmt(c['value'])}" if c["weight"] == 1 else
-            f"{label} {_fmt(c['contribution'])} ({_fmt(c['value'])}x{_fmt(c['weight'])})"
+            f"{label} {_fmt(c['value'])}"
+            if c["weight"] == 1
+            else f"{label} {_fmt(c['contribution'])} ({_fmt(c['value'])}x{_fmt(c['weight'])})"
             for label, c in e["components"].items()
             if c["value"] is not None
-        ]  # fmt: skip
+        ]
         if terms:
             score += " = " + " + ".join(terms)
         parts.append(score)
@@ -230,8 +235,9 @@ class Reranked:
                 parts.append(f"{note['rule']}: pinned at position {note['position']}")
             elif note["action"] == "reordered":
                 numbers = ", ".join(
-                    f"{k.replace('_', ' ')} {v:.3g}" for k, v in note.items()
+                    f"{k.replace('_', ' ')} {v:.3g}"
+                    for k, v in note.items()
                     if k not in ("rule", "action", "over") and isinstance(v, float)
-                )  # fmt: skip
+                )
                 parts.append(f"{note['rule']}: chosen over item {note['over']} ({numbers})")
         return f"#{e['position']} item {e['item']}: " + "; ".join(parts)

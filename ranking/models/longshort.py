@@ -150,9 +150,11 @@ class LongShort(SequenceModel):
             return x.view(b, length, h, d // h).transpose(1, 2)
 
         attn = nn.functional.scaled_dot_product_attention(
-            heads(self.query(query)), heads(self.key(emb)), heads(self.value(emb)),
+            heads(self.query(query)),
+            heads(self.key(emb)),
+            heads(self.value(emb)),
             attn_mask=attention_mask(inputs),
-        )  # fmt: skip
+        )
         return self.long_out(attn.transpose(1, 2).reshape(b, length, d))
 
     # ---- forward ---------------------------------------------------------------------------

@@ -103,9 +103,10 @@ def build_rule(spec: Mapping[str, Any] | Rule) -> Rule:
             known = ", ".join(p for p in params if p != "self") or "none"
             raise ConfigError(f"rule {name!r}: unknown key {key!r} (known keys: {known})")
     missing = [
-        p.name for p in params.values()
+        p.name
+        for p in params.values()
         if p.name != "self" and p.default is inspect.Parameter.empty and p.name not in settings
-    ]  # fmt: skip
+    ]
     if missing:
         raise ConfigError(f"rule {name!r}: missing key {missing[0]!r}")
     return cls(**settings)

@@ -112,7 +112,9 @@ def load_with_path(
     try:
         inspect.signature(reader).bind(**kwargs)
     except TypeError as exc:
-        raise ConfigError(f"dataset reader {target!r} rejected its settings {sorted(kwargs)}: {exc}") from exc
+        raise ConfigError(
+            f"dataset reader {target!r} rejected its settings {sorted(kwargs)}: {exc}"
+        ) from exc
     dataset = reader(**kwargs)
     dataset = apply_filters(dataset, filters)
     if cache_path is not None:

@@ -34,14 +34,41 @@ from ranking.data.interactions import Interactions
 from ranking.errors import ConfigError
 
 CATEGORIES = (
-    "shirt", "mug", "lamp", "chair", "bag", "shoe", "clock", "vase", "hat", "book", "plate", "poster",
-    "sofa", "watch", "rug", "kite", "bottle", "pillow", "jacket", "teapot",
-)  # fmt: skip
+    "shirt",
+    "mug",
+    "lamp",
+    "chair",
+    "bag",
+    "shoe",
+    "clock",
+    "vase",
+    "hat",
+    "book",
+    "plate",
+    "poster",
+    "sofa",
+    "watch",
+    "rug",
+    "kite",
+    "bottle",
+    "pillow",
+    "jacket",
+    "teapot",
+)
 COLOURS = {
-    "red": (220, 40, 40), "orange": (245, 140, 20), "yellow": (240, 220, 30), "green": (40, 160, 60),
-    "teal": (20, 150, 150), "blue": (40, 80, 220), "purple": (130, 50, 180), "pink": (240, 120, 180),
-    "brown": (120, 75, 30), "black": (20, 20, 20), "white": (250, 250, 250), "grey": (128, 128, 128),
-}  # fmt: skip
+    "red": (220, 40, 40),
+    "orange": (245, 140, 20),
+    "yellow": (240, 220, 30),
+    "green": (40, 160, 60),
+    "teal": (20, 150, 150),
+    "blue": (40, 80, 220),
+    "purple": (130, 50, 180),
+    "pink": (240, 120, 180),
+    "brown": (120, 75, 30),
+    "black": (20, 20, 20),
+    "white": (250, 250, 250),
+    "grey": (128, 128, 128),
+}
 PATTERNS = ("circle", "square", "triangle", "stripes", "dots", "diamond", "cross", "checks")
 PRICE_BANDS = ("budget", "standard", "premium", "luxury")
 EVENT_TYPES = ("view", "click", "cart", "purchase")
@@ -83,7 +110,10 @@ class WorldConfig:
         checks = [
             (self.n_items >= 1, "n_items must be >= 1"),
             (self.n_users >= 1, "n_users must be >= 1"),
-            (1 <= self.n_categories <= len(CATEGORIES), f"n_categories must lie in 1..{len(CATEGORIES)}"),
+            (
+                1 <= self.n_categories <= len(CATEGORIES),
+                f"n_categories must lie in 1..{len(CATEGORIES)}",
+            ),
             (1 <= self.n_colours <= len(COLOURS), f"n_colours must lie in 1..{len(COLOURS)}"),
             (1 <= self.n_patterns <= len(PATTERNS), f"n_patterns must lie in 1..{len(PATTERNS)}"),
             (self.sessions_per_user >= 1, "sessions_per_user must be >= 1"),
@@ -93,7 +123,10 @@ class WorldConfig:
             (self.candidates_per_event >= 1, "candidates_per_event must be >= 1"),
             (self.taste_sharpness >= 0, "taste_sharpness must be >= 0"),
             (self.horizon_days > 0, "horizon_days must be > 0"),
-            (all(0 < t < 1 for t in self.drift_times), "drift_times are fractions of the horizon in (0, 1)"),
+            (
+                all(0 < t < 1 for t in self.drift_times),
+                "drift_times are fractions of the horizon in (0, 1)",
+            ),
             (0 <= self.drift_strength <= 1, "drift_strength must lie in [0, 1]"),
             (0 <= self.cold_start_fraction < 1, "cold_start_fraction must lie in [0, 1)"),
             (0 < self.cold_start_after < 1, "cold_start_after must lie in (0, 1)"),
@@ -171,7 +204,9 @@ def _category_tint(category: int) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
-def render_item_image(category: int, colour: str, pattern: str, price_band: str, size: int = 32) -> Any:
+def render_item_image(
+    category: int, colour: str, pattern: str, price_band: str, size: int = 32
+) -> Any:
     """An RGB PIL image showing ``pattern`` in ``colour`` on the category's tint."""
     from PIL import Image, ImageDraw
 
@@ -231,10 +266,15 @@ def _sample_rows(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
 
 def _item_title(category: str, colour: str, pattern: str, price: str) -> str:
     pattern_words = {
-        "circle": "with a circle print", "square": "with a square print", "triangle": "with a triangle print",
-        "stripes": "with stripes", "dots": "with polka dots", "diamond": "with a diamond print",
-        "cross": "with a cross print", "checks": "with checks",
-    }  # fmt: skip
+        "circle": "with a circle print",
+        "square": "with a square print",
+        "triangle": "with a triangle print",
+        "stripes": "with stripes",
+        "dots": "with polka dots",
+        "diamond": "with a diamond print",
+        "cross": "with a cross print",
+        "checks": "with checks",
+    }
     return f"{price} {colour} {category} {pattern_words[pattern]}"
 
 
@@ -254,12 +294,18 @@ def generate_world(config: WorldConfig | None = None, **overrides: Any) -> Synth
     popularity = 1.0 / np.power(rng.permutation(cfg.n_items) + 1.0, cfg.zipf_exponent)
     created_at = np.zeros(cfg.n_items)
     n_cold = int(round(cfg.cold_start_fraction * cfg.n_items))
-    cold_items = np.sort(rng.choice(cfg.n_items, size=n_cold, replace=False)) if n_cold else np.array([], int)
+    cold_items = (
+        np.sort(rng.choice(cfg.n_items, size=n_cold, replace=False))
+        if n_cold
+        else np.array([], int)
+    )
     created_at[cold_items] = rng.uniform(cfg.cold_start_after * horizon, horizon, size=n_cold)
     names = {attr: np.asarray(ATTRIBUTE_VALUES[attr])[codes[attr]] for attr in sizes}
     titles = [
         _item_title(c, col, p, pr)
-        for c, col, p, pr in zip(names["category"], names["colour"], names["pattern"], names["price_band"], strict=True)
+        for c, col, p, pr in zip(
+            names["category"], names["colour"], names["pattern"], names["price_band"], strict=True
+        )
     ]
     catalog = Catalog(
         ids=np.char.add("item", np.arange(cfg.n_items).astype(str)),
@@ -307,7 +353,9 @@ def generate_world(config: WorldConfig | None = None, **overrides: Any) -> Synth
     sticky = rng.random(len(ev_session)) < cfg.intent_stickiness
     drifting_category = _sample_rows(rng, tastes["category"][ev_phase, ev_user])
     ev_category = np.where(sticky, session_intent[ev_session], drifting_category)
-    ev_item = _pick_items(rng, cfg, ev_category, ev_user, ev_phase, ev_time, codes, popularity, created_at, tastes)
+    ev_item = _pick_items(
+        rng, cfg, ev_category, ev_user, ev_phase, ev_time, codes, popularity, created_at, tastes
+    )
     keep = ev_item >= 0
     ev_event = rng.choice(len(EVENT_TYPES), size=len(ev_session), p=EVENT_PROBS)
 
@@ -366,12 +414,27 @@ def _pick_items(
         nonempty = b > a
         u = rng.random((len(cat), m))
         target = cum[a][:, None] + u * (cum[b] - cum[a])[:, None]
-        pos = np.clip(np.searchsorted(cum, target, side="right") - 1, a[:, None], np.maximum(a, b - 1)[:, None])
+        pos = np.clip(
+            np.searchsorted(cum, target, side="right") - 1,
+            a[:, None],
+            np.maximum(a, b - 1)[:, None],
+        )
         cand = by_category[pos]
         logit = cfg.taste_sharpness * (
-            np.log(tastes["colour"][phase, user][np.arange(len(cat))[:, None], codes["colour"][cand]] + 1e-9)
-            + np.log(tastes["pattern"][phase, user][np.arange(len(cat))[:, None], codes["pattern"][cand]] + 1e-9)
-            + np.log(tastes["price_band"][phase, user][np.arange(len(cat))[:, None], codes["price_band"][cand]] + 1e-9)
+            np.log(
+                tastes["colour"][phase, user][np.arange(len(cat))[:, None], codes["colour"][cand]]
+                + 1e-9
+            )
+            + np.log(
+                tastes["pattern"][phase, user][np.arange(len(cat))[:, None], codes["pattern"][cand]]
+                + 1e-9
+            )
+            + np.log(
+                tastes["price_band"][phase, user][
+                    np.arange(len(cat))[:, None], codes["price_band"][cand]
+                ]
+                + 1e-9
+            )
         )
         exists = created_at[cand] <= t[:, None]
         logit = np.where(exists, logit, -np.inf)
@@ -391,7 +454,9 @@ def _as_config_kwargs(config: dict[str, Any]) -> dict[str, Any]:
     known = set(WorldConfig.__dataclass_fields__)
     unknown = sorted(set(config) - known)
     if unknown:
-        raise ConfigError(f"synthetic world: unknown setting(s) {unknown}; known settings are {sorted(known)}")
+        raise ConfigError(
+            f"synthetic world: unknown setting(s) {unknown}; known settings are {sorted(known)}"
+        )
     out = dict(config)
     if "drift_times" in out:
         out["drift_times"] = tuple(out["drift_times"])

@@ -24,7 +24,12 @@ def catalog():
 @pytest.fixture(scope="module")
 def photos():
     skimage_data = pytest.importorskip("skimage.data")
-    return [skimage_data.astronaut(), skimage_data.coffee(), skimage_data.chelsea(), skimage_data.camera()]
+    return [
+        skimage_data.astronaut(),
+        skimage_data.coffee(),
+        skimage_data.chelsea(),
+        skimage_data.camera(),
+    ]
 
 
 def test_tiny_config_builds_and_embeds_normalised_vectors(encoder):
@@ -37,26 +42,44 @@ def test_tiny_config_builds_and_embeds_normalised_vectors(encoder):
 def test_contrastive_loss_falls_within_a_few_steps(catalog):
     enc = ClipEncoder(allow_random_init=True, seed=1)
     images = [catalog.image(i) for i in range(catalog.n_items)]
-    history = train_contrastive(enc, images, list(catalog.text), ContrastiveConfig(epochs=4, batch_size=32, lr=2e-3))
+    history = train_contrastive(
+        enc, images, list(catalog.text), ContrastiveConfig(epochs=4, batch_size=32, lr=2e-3)
+    )
     assert history[-1]["loss"] < 0.8 * history[0]["loss"]
     assert set(retrieval_recall(enc, images[:20], list(catalog.text[:20]))) == {
-        "i2t_r@1", "i2t_r@10", "t2i_r@1", "t2i_r@10"
-    }  # fmt: skip
+        "i2t_r@1",
+        "i2t_r@10",
+        "t2i_r@1",
+        "t2i_r@10",
+    }
 
 
 def test_siglip_loss_needs_and_uses_a_logit_bias(catalog):
     images = [catalog.image(i) for i in range(32)]
     with pytest.raises(ConfigError, match="logit_bias"):
-        train_contrastive(ClipEncoder(allow_random_init=True), images, list(catalog.text[:32]),
-                          ContrastiveConfig(epochs=1, loss="siglip"))  # fmt: skip
+        train_contrastive(
+            ClipEncoder(allow_random_init=True),
+            images,
+            list(catalog.text[:32]),
+            ContrastiveConfig(epochs=1, loss="siglip"),
+        )
     enc = ClipEncoder(allow_random_init=True, model_kwargs={"init_logit_bias": -10.0})
-    history = train_contrastive(enc, images, list(catalog.text[:32]), ContrastiveConfig(epochs=2, batch_size=16, loss="siglip"))
+    history = train_contrastive(
+        enc,
+        images,
+        list(catalog.text[:32]),
+        ContrastiveConfig(epochs=2, batch_size=16, loss="siglip"),
+    )
     assert np.isfinite(history[-1]["loss"])
 
 
-def test_checkpoint_reloads_through_a_file_and_local_dir_with_identical_embeddings(encoder, photos, tmp_path):
+def test_checkpoint_reloads_through_a_file_and_local_dir_with_identical_embeddings(
+    encoder, photos, tmp_path
+):
     before_text, before_img = encoder.embed_texts(TEXTS), encoder.embed_images(photos)
-    from_file = ClipEncoder("tandem-tiny-clip", pretrained=str(encoder.save_checkpoint(tmp_path / "w.pt")))
+    from_file = ClipEncoder(
+        "tandem-tiny-clip", pretrained=str(encoder.save_checkpoint(tmp_path / "w.pt"))
+    )
     np.testing.assert_array_equal(from_file.embed_texts(TEXTS), before_text)
     np.testing.assert_array_equal(from_file.embed_images(photos), before_img)
     name = encoder.save_local_dir(tmp_path / "model")
@@ -96,7 +119,9 @@ def test_real_photographs_go_through_the_full_image_path(encoder, photos):
     vectors = encoder.embed_images(photos)  # 512x512 RGB and a grayscale photo, resized to 32x32
     assert vectors.shape == (len(photos), 64)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    assert len({tuple(np.round(v, 5)) for v in vectors}) == len(photos)  # distinct photos, distinct vectors
+    assert len({tuple(np.round(v, 5)) for v in vectors}) == len(
+        photos
+    )  # distinct photos, distinct vectors
 
 
 def test_embedding_cache_is_hit_on_a_second_run(encoder, photos, tmp_path):

@@ -17,7 +17,9 @@ def test_outputs_are_normalised_and_missing_modalities_change_the_vector(mode):
     text, image = vectors(seed=0), vectors(seed=1)
     no_image = torch.ones(12, dtype=torch.bool)
     no_image[3] = False
-    fusion = ItemFusion(text=text, image=image, image_present=no_image, out_dim=16, mode=mode).eval()
+    fusion = ItemFusion(
+        text=text, image=image, image_present=no_image, out_dim=16, mode=mode
+    ).eval()
     out = fusion()
     assert out.shape == (12, 16)
     torch.testing.assert_close(out.norm(dim=-1), torch.ones(12))

@@ -25,11 +25,19 @@ def settings(tmp_path_factory):
     root = tmp_path_factory.mktemp("fl")
     save_dataset(generate_world(n_items=150, n_users=90, seed=0).dataset, root / "data.npz")
     return FederatedSettings.create(
-        data_path=str(root / "data.npz"), run_dir=str(root / "run"), num_rounds=2, fraction_train=1.0,
-        partition="users_per_client", users_per_client=20, local_epochs=3, lr=0.01,
-        client_optimizer="adam", strategy={"name": "fedavg"}, heldout_fraction=0.3,
+        data_path=str(root / "data.npz"),
+        run_dir=str(root / "run"),
+        num_rounds=2,
+        fraction_train=1.0,
+        partition="users_per_client",
+        users_per_client=20,
+        local_epochs=3,
+        lr=0.01,
+        client_optimizer="adam",
+        strategy={"name": "fedavg"},
+        heldout_fraction=0.3,
         model={"kind": "sasrec", "model": {"hidden": 32, "n_blocks": 1}, "train": {"max_len": 20}},
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +60,12 @@ def test_partition_table_and_checkpoint_are_saved(settings, two_rounds):
 
     run_dir = Path(settings.run_dir)
     table = json.loads((run_dir / "partition.json").read_text())
-    assert len(table) == 4 and sum(row["size"] for row in table) == len(set(task_data(settings).train.user.tolist()))
-    assert (run_dir / "checkpoint.npz").exists() and (run_dir / "final_model" / "manifest.json").exists()
+    assert len(table) == 4 and sum(row["size"] for row in table) == len(
+        set(task_data(settings).train.user.tolist())
+    )
+    assert (run_dir / "checkpoint.npz").exists() and (
+        run_dir / "final_model" / "manifest.json"
+    ).exists()
 
 
 def test_the_best_validation_round_is_kept(settings, two_rounds):
@@ -69,7 +81,9 @@ def test_the_best_validation_round_is_kept(settings, two_rounds):
         assert all(torch.equal(final.state_dict[k], v) for k, v in saved.state_dict.items())
 
 
-def test_the_server_checkpoint_scores_identically_in_the_pipeline_and_the_exporter(settings, two_rounds, tmp_path):
+def test_the_server_checkpoint_scores_identically_in_the_pipeline_and_the_exporter(
+    settings, two_rounds, tmp_path
+):
     from pathlib import Path
 
     from ranking.export import export_checkpoint, load_torchscript
@@ -78,11 +92,15 @@ def test_the_server_checkpoint_scores_identically_in_the_pipeline_and_the_export
     checkpoint = Path(settings.run_dir) / "best_model"
     l2 = load_recommender(checkpoint)  # what the pipeline loads
     saved = load_checkpoint(checkpoint)
-    server = state_scorer(settings, {k: v.numpy() for k, v in saved.state_dict.items()})  # the server's own evaluator
+    server = state_scorer(
+        settings, {k: v.numpy() for k, v in saved.state_dict.items()}
+    )  # the server's own evaluator
     data = task_data(settings)
     histories = [h for h in data.heldout.history("test").sequences() if len(h)][:20]
-    np.testing.assert_array_equal(l2.score(histories, np.arange(len(histories))),
-                                  server.score(histories, np.arange(len(histories))))  # fmt: skip
+    np.testing.assert_array_equal(
+        l2.score(histories, np.arange(len(histories))),
+        server.score(histories, np.arange(len(histories))),
+    )
 
     class AllItems:
         n_items = 150
@@ -90,20 +108,33 @@ def test_the_server_checkpoint_scores_identically_in_the_pipeline_and_the_export
         def retrieve(self, histories, k, *, exclude_seen=False):
             return np.tile(np.arange(k), (len(histories), 1))
 
-    pipeline_scores = TwoTierPipeline(AllItems(), l2, n_candidates=150).score(histories, np.arange(len(histories)))
-    np.testing.assert_allclose(pipeline_scores, l2.score(histories, np.arange(len(histories))), atol=1e-5, rtol=0)
-    exported = load_torchscript(export_checkpoint(checkpoint, tmp_path / "m.pt", fmt="torchscript", top_k=5))
+    pipeline_scores = TwoTierPipeline(AllItems(), l2, n_candidates=150).score(
+        histories, np.arange(len(histories))
+    )
+    np.testing.assert_allclose(
+        pipeline_scores, l2.score(histories, np.arange(len(histories))), atol=1e-5, rtol=0
+    )
+    exported = load_torchscript(
+        export_checkpoint(checkpoint, tmp_path / "m.pt", fmt="torchscript", top_k=5)
+    )
     x = torch.from_numpy(pad_left(histories, settings.max_len))
     with torch.no_grad():
         scores, ids = exported(x)
     want = l2.score(histories, np.arange(len(histories)))
-    np.testing.assert_allclose(scores.numpy(), np.take_along_axis(want, ids.numpy(), axis=1), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(
+        scores.numpy(), np.take_along_axis(want, ids.numpy(), axis=1), atol=1e-4, rtol=0
+    )
     np.testing.assert_allclose(scores.numpy()[:, 0], want.max(axis=1), atol=1e-4, rtol=0)
 
 
 def test_best_round_prefers_the_earliest_of_equal_validation_scores():
-    rows = [{"round": 0, "val_ndcg@10": 0.1}, {"round": 1}, {"round": 2, "val_ndcg@10": 0.3},
-            {"round": 3, "val_ndcg@10": 0.3}, {"round": 4, "val_ndcg@10": 0.2}]  # fmt: skip
+    rows = [
+        {"round": 0, "val_ndcg@10": 0.1},
+        {"round": 1},
+        {"round": 2, "val_ndcg@10": 0.3},
+        {"round": 3, "val_ndcg@10": 0.3},
+        {"round": 4, "val_ndcg@10": 0.2},
+    ]
     assert best_round(rows)["round"] == 2
     assert best_round([{"round": 1}]) is None
 
@@ -118,7 +149,11 @@ def test_an_interrupted_run_resumes_at_the_right_round(settings, two_rounds):
 
 
 def _reply(content: RecordDict, node: int) -> Message:
-    request = Message(RecordDict({"config": ConfigRecord({"server-round": 1})}), dst_node_id=node, message_type="train")
+    request = Message(
+        RecordDict({"config": ConfigRecord({"server-round": 1})}),
+        dst_node_id=node,
+        message_type="train",
+    )
     return Message(content, reply_to=request)
 
 
@@ -165,7 +200,9 @@ def test_a_dp_run_writes_epsilon_and_delta_every_round(settings, tmp_path):
     """End to end through run_rounds (clipping and noise are measured in test_privacy.py)."""
     from pathlib import Path
 
-    dp = settings.replace(run_dir=str(tmp_path / "dp"), dp_noise_multiplier=1.0, dp_clipping_norm=0.5)
+    dp = settings.replace(
+        run_dir=str(tmp_path / "dp"), dp_noise_multiplier=1.0, dp_clipping_norm=0.5
+    )
     simulate(dp, num_supernodes=4)
     rows = read_rounds(Path(dp.run_dir))
     assert [r["round"] for r in rows] == [0, 1, 2]
@@ -202,8 +239,13 @@ def test_row_sparse_client_sends_its_rows_plus_the_rows_that_moved_most(settings
     old = get_state(build_task_network(sparse, 150))
     new = {k: v.copy() for k, v in old.items()}
     outside = np.setdiff1d(np.arange(1, 151), own)[:5]
-    new[key][outside] += np.array([5.0, 4.0, 0.5, 3.0, 0.1], dtype=np.float32)[:, None]  # three clear winners
+    new[key][outside] += np.array([5.0, 4.0, 0.5, 3.0, 0.1], dtype=np.float32)[
+        :, None
+    ]  # three clear winners
     new[key][0] += 9.0  # the padding row is never sent
     rows = rows_to_send(sparse, sequences, new, old)
     assert rows.tolist() == sorted(set(own.tolist()) | set(outside[[0, 1, 3]].tolist()))
-    assert rows_to_send(sparse.replace(sparse_extra_rows=0), sequences, new, old).tolist() == own.tolist()
+    assert (
+        rows_to_send(sparse.replace(sparse_extra_rows=0), sequences, new, old).tolist()
+        == own.tolist()
+    )

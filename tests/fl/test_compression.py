@@ -129,7 +129,11 @@ def test_largest_change_rows_picks_the_biggest_moves_outside_the_sent_rows():
     new[3] = [0.1, 0.0]
     new[5] = [1.0, 1.0]
     assert largest_change_rows(new, old, 2, exclude=np.array([1])).tolist() == [2, 5]
-    assert largest_change_rows(new, old, 10, exclude=np.array([1])).tolist() == [2, 3, 5]  # only rows that moved
+    assert largest_change_rows(new, old, 10, exclude=np.array([1])).tolist() == [
+        2,
+        3,
+        5,
+    ]  # only rows that moved
     assert largest_change_rows(new, old, 0).tolist() == []
     with pytest.raises(ValueError, match="shapes differ"):
         largest_change_rows(new, old[:3], 1)

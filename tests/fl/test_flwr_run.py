@@ -63,22 +63,38 @@ def test_pyproject_run_config_equals_the_settings_defaults():
     from flwr.common.config import flatten_dict
 
     config = flatten_dict(_app_table()["config"])
-    assert config == default_run_config(), "pyproject.toml [tool.flwr.app.config] != default_run_config()"
+    assert config == default_run_config(), (
+        "pyproject.toml [tool.flwr.app.config] != default_run_config()"
+    )
     settings = FederatedSettings.from_run_config(config)
     default = FederatedSettings()
-    assert settings.replace(model=default.model) == default and settings.model.train == default.model.train
-    assert settings.model.network_settings() == {"hidden": 64, "n_blocks": 2, "n_heads": 1, "dropout": 0.1, "max_len": 50}
+    assert (
+        settings.replace(model=default.model) == default
+        and settings.model.train == default.model.train
+    )
+    assert settings.model.network_settings() == {
+        "hidden": 64,
+        "n_blocks": 2,
+        "n_heads": 1,
+        "dropout": 0.1,
+        "max_len": 50,
+    }
 
 
 def test_a_one_key_override_switches_model_kind_and_strategy_with_their_settings():
     from flwr.common.config import fuse_dicts, parse_config_args
 
     overrides = parse_config_args(
-        ["model.kind='longshort' model.longshort.session-encoder='attention' strategy.name='fedprox' "
-         "strategy.fedprox.proximal-mu=0.5 model.train.batch-size=32"]
-    )  # fmt: skip
+        [
+            "model.kind='longshort' model.longshort.session-encoder='attention' strategy.name='fedprox' "
+            "strategy.fedprox.proximal-mu=0.5 model.train.batch-size=32"
+        ]
+    )
     settings = FederatedSettings.from_run_config(fuse_dicts(default_run_config(), overrides))
-    assert settings.model.kind == "longshort" and settings.model.model["session_encoder"] == "attention"
+    assert (
+        settings.model.kind == "longshort"
+        and settings.model.model["session_encoder"] == "attention"
+    )
     assert settings.model.train.batch_size == 32
     assert settings.strategy.name == "fedprox" and settings.strategy.settings.proximal_mu == 0.5
 

@@ -55,7 +55,9 @@ def test_central_and_federated_build_the_same_network(option, tmp_path):
     if option == "lstm":
         assert federated.cell == "lstm"
     if option == "longshort":
-        assert settings.model.model["session_encoder"] == OmegaConf.select(cfg, "model.model.session_encoder")
+        assert settings.model.model["session_encoder"] == OmegaConf.select(
+            cfg, "model.model.session_encoder"
+        )
 
 
 @pytest.mark.parametrize(
@@ -74,9 +76,12 @@ def test_unknown_model_spec_keys_are_named(spec, where):
 
 @pytest.mark.parametrize(
     "strategy, where",
-    [({"name": "fedadam", "lr": 0.1}, r"fl\.strategy\.lr"), ({"name": "krum", "num_nodes_to_select": 2}, "num_nodes_to_select"),
-     ({"name": "fedsgd"}, "fedsgd")],
-)  # fmt: skip
+    [
+        ({"name": "fedadam", "lr": 0.1}, r"fl\.strategy\.lr"),
+        ({"name": "krum", "num_nodes_to_select": 2}, "num_nodes_to_select"),
+        ({"name": "fedsgd"}, "fedsgd"),
+    ],
+)
 def test_unknown_strategy_spec_keys_are_named(strategy, where):
     with pytest.raises(ConfigError, match=where):
         FederatedSettings.create(strategy=strategy)

@@ -85,12 +85,22 @@ def settings(tmp_path_factory):
     root = tmp_path_factory.mktemp("dp")
     save_dataset(generate_world(n_items=150, n_users=90, seed=0).dataset, root / "data.npz")
     return FederatedSettings.create(
-        data_path=str(root / "data.npz"), run_dir=str(root / "run"), num_rounds=1, fraction_train=1.0,
-        min_train_nodes=4, partition="users_per_client", users_per_client=20, local_epochs=1, lr=0.5,
-        client_optimizer="sgd", strategy={"name": "fedavg"}, heldout_fraction=0.3,
-        dp_noise_multiplier=1.0, dp_clipping_norm=1.0,
+        data_path=str(root / "data.npz"),
+        run_dir=str(root / "run"),
+        num_rounds=1,
+        fraction_train=1.0,
+        min_train_nodes=4,
+        partition="users_per_client",
+        users_per_client=20,
+        local_epochs=1,
+        lr=0.5,
+        client_optimizer="sgd",
+        strategy={"name": "fedavg"},
+        heldout_fraction=0.3,
+        dp_noise_multiplier=1.0,
+        dp_clipping_norm=1.0,
         model={"kind": "sasrec", "model": {"hidden": 32, "n_blocks": 1}, "train": {"max_len": 20}},
-    )  # fmt: skip
+    )
 
 
 def _wire(message: Message) -> Message:
@@ -100,8 +110,13 @@ def _wire(message: Message) -> Message:
 
 def _deliver(app, message: Message) -> Message:
     node = message.metadata.dst_node_id
-    context = Context(run_id=1, node_id=node, node_config={"partition-id": node - FIRST_NODE},
-                      state=RecordDict(), run_config={})  # fmt: skip
+    context = Context(
+        run_id=1,
+        node_id=node,
+        node_config={"partition-id": node - FIRST_NODE},
+        state=RecordDict(),
+        run_config={},
+    )
     return _wire(app(_wire(message), context))
 
 
@@ -173,8 +188,12 @@ def test_every_client_update_leaves_clipped_to_the_clipping_norm(settings, seede
         raw_norm = float(np.linalg.norm(raw[node]))
         assert np.linalg.norm(update) <= clip + tol
         assert np.linalg.norm(update) == pytest.approx(min(raw_norm, clip), abs=tol)
-        np.testing.assert_allclose(update, raw[node] * min(1.0, clip / raw_norm), rtol=0,
-                                   atol=EPS32 * np.abs(global_flat).max() * 2)  # fmt: skip
+        np.testing.assert_allclose(
+            update,
+            raw[node] * min(1.0, clip / raw_norm),
+            rtol=0,
+            atol=EPS32 * np.abs(global_flat).max() * 2,
+        )
         clipped += raw_norm > clip
     assert 0 < clipped < m
 
@@ -190,9 +209,12 @@ def test_every_client_update_leaves_clipped_to_the_clipping_norm(settings, seede
 def test_server_noise_has_std_sigma_c_over_m_and_epsilon_composes_per_round(seeded_numpy):
     sigma, clip, population = 0.7, 2.0, 10
     settings = FederatedSettings.create(
-        dp_noise_multiplier=sigma, dp_clipping_norm=clip, strategy={"name": "fedavg"},
-        fraction_train=0.5, min_train_nodes=2,
-    )  # fmt: skip
+        dp_noise_multiplier=sigma,
+        dp_clipping_norm=clip,
+        strategy={"name": "fedavg"},
+        fraction_train=0.5,
+        min_train_nodes=2,
+    )
     m = settings.sample_size(population)
     assert m == 5  # sampled clients, not the population
     dp = make_strategy(settings, population)
@@ -242,12 +264,21 @@ def test_server_noise_has_std_sigma_c_over_m_and_epsilon_composes_per_round(seed
 
     assert 0 < epsilons[0] < epsilons[1] < epsilons[2]
     for rounds, epsilon in enumerate(epsilons, start=1):
-        single = RdpAccountant(PrivacyConfig(
-            target_delta=settings.dp_delta, population_size=population,
-            neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE, sampling_method=SamplingMethod.NO_AMPLIFICATION,
-        ))  # fmt: skip
-        single.compose(GaussianPrivacyEvent(noise_multiplier=sigma / math.sqrt(rounds), sample_size=m,
-                                            population_size=population))  # fmt: skip
+        single = RdpAccountant(
+            PrivacyConfig(
+                target_delta=settings.dp_delta,
+                population_size=population,
+                neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+                sampling_method=SamplingMethod.NO_AMPLIFICATION,
+            )
+        )
+        single.compose(
+            GaussianPrivacyEvent(
+                noise_multiplier=sigma / math.sqrt(rounds),
+                sample_size=m,
+                population_size=population,
+            )
+        )
         assert epsilon == pytest.approx(single.get_privacy_spent().epsilon, rel=1e-9)
         a = rounds / (2 * sigma**2)
         assert epsilon <= a + 2 * math.sqrt(a * math.log(1 / settings.dp_delta))

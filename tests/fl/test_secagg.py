@@ -13,11 +13,18 @@ from simulations.flower_sim import simulate_apps
 def test_secagg_plus_rounds_train_the_model(tmp_path):
     save_dataset(generate_world(n_items=150, n_users=90, seed=0).dataset, tmp_path / "data.npz")
     settings = FederatedSettings.create(
-        data_path=str(tmp_path / "data.npz"), run_dir=str(tmp_path / "run"), num_rounds=2, fraction_train=1.0,
-        min_train_nodes=4, partition="users_per_client", users_per_client=20, local_epochs=3,
-        lr=0.5, heldout_fraction=0.3,
+        data_path=str(tmp_path / "data.npz"),
+        run_dir=str(tmp_path / "run"),
+        num_rounds=2,
+        fraction_train=1.0,
+        min_train_nodes=4,
+        partition="users_per_client",
+        users_per_client=20,
+        local_epochs=3,
+        lr=0.5,
+        heldout_fraction=0.3,
         model={"kind": "sasrec", "model": {"hidden": 32, "n_blocks": 1}, "train": {"max_len": 20}},
-    )  # fmt: skip
+    )
     server_app, client_app = make_secagg_apps(settings)
     simulate_apps(server_app, client_app, num_supernodes=4)
     summary = json.loads((Path(settings.run_dir) / "secagg_summary.json").read_text())

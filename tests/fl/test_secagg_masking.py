@@ -116,11 +116,18 @@ def settings(tmp_path_factory):
     root = tmp_path_factory.mktemp("secagg")
     save_dataset(generate_world(n_items=150, n_users=90, seed=0).dataset, root / "data.npz")
     return FederatedSettings.create(
-        data_path=str(root / "data.npz"), run_dir=str(root / "run"), num_rounds=2, fraction_train=1.0,
-        min_train_nodes=4, partition="users_per_client", users_per_client=20, local_epochs=3,
-        lr=0.5, heldout_fraction=0.3,
+        data_path=str(root / "data.npz"),
+        run_dir=str(root / "run"),
+        num_rounds=2,
+        fraction_train=1.0,
+        min_train_nodes=4,
+        partition="users_per_client",
+        users_per_client=20,
+        local_epochs=3,
+        lr=0.5,
+        heldout_fraction=0.3,
         model={"kind": "sasrec", "model": {"hidden": 32, "n_blocks": 1}, "train": {"max_len": 20}},
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")
@@ -150,10 +157,14 @@ def secagg_run(settings):
         ok = unmask(self, grid, context, state)
         aggregate = context.state.array_records[MAIN_PARAMS_RECORD].to_numpy_ndarrays()
         rounds[-1].update(
-            ok=ok, c=state.clipping_range, Q=state.quantization_range, M=state.mod_range,
-            max_weight=state.max_weight, unmask_requests=grid.sent[first_request:],
+            ok=ok,
+            c=state.clipping_range,
+            Q=state.quantization_range,
+            M=state.mod_range,
+            max_weight=state.max_weight,
+            unmask_requests=grid.sent[first_request:],
             aggregate=np.concatenate([np.ravel(a) for a in aggregate]),
-        )  # fmt: skip
+        )
         return ok
 
     with pytest.MonkeyPatch.context() as mp:
@@ -167,8 +178,16 @@ def secagg_run(settings):
         server_app, client_app = secagg_app.make_secagg_apps(settings)
         n_clients = task_data(settings).partition.n_clients
         grid = InProcessGrid(client_app, n_clients)
-        server_app(grid, Context(run_id=1, node_id=SUPERLINK_NODE_ID, node_config={}, state=RecordDict(),
-                                 run_config={}))  # fmt: skip
+        server_app(
+            grid,
+            Context(
+                run_id=1,
+                node_id=SUPERLINK_NODE_ID,
+                node_config={},
+                state=RecordDict(),
+                run_config={},
+            ),
+        )
     return rounds, grid, n_clients
 
 

@@ -11,10 +11,16 @@ from ranking.data.splits import leave_one_out, temporal_split
 from ranking.errors import DataError
 
 
-def make_log(rows: list[tuple[int, int, float]], n_users: int = 3, n_items: int = 10) -> Interactions:
+def make_log(
+    rows: list[tuple[int, int, float]], n_users: int = 3, n_items: int = 10
+) -> Interactions:
     user, item, ts = (np.array(c) for c in zip(*rows, strict=True))
     return Interactions(
-        user=user, item=item, timestamp=ts, user_ids=[f"u{i}" for i in range(n_users)], n_items=n_items
+        user=user,
+        item=item,
+        timestamp=ts,
+        user_ids=[f"u{i}" for i in range(n_users)],
+        n_items=n_items,
     )
 
 
@@ -27,7 +33,17 @@ def test_interactions_sorted_by_user_then_time_keeping_ties_in_order():
 def test_leave_one_out_boundaries():
     # user 0 has 4 events, user 1 has 3, user 2 has 2 (too short: train only)
     log = make_log(
-        [(0, 1, 1), (0, 2, 2), (0, 3, 3), (0, 4, 4), (1, 5, 1), (1, 6, 2), (1, 7, 3), (2, 8, 1), (2, 9, 2)]
+        [
+            (0, 1, 1),
+            (0, 2, 2),
+            (0, 3, 3),
+            (0, 4, 4),
+            (1, 5, 1),
+            (1, 6, 2),
+            (1, 7, 3),
+            (2, 8, 1),
+            (2, 9, 2),
+        ]
     )
     split = leave_one_out(log)
     assert split.test.user.tolist() == [0, 1] and split.test.item.tolist() == [4, 7]
@@ -45,7 +61,9 @@ def test_leave_one_out_rejects_min_len_below_three():
 
 
 def test_temporal_split_cuts_by_time():
-    rows = [(u, i, float(t)) for t, (u, i) in enumerate([(0, 1), (1, 2), (0, 3), (1, 4), (2, 5)] * 2)]
+    rows = [
+        (u, i, float(t)) for t, (u, i) in enumerate([(0, 1), (1, 2), (0, 3), (1, 4), (2, 5)] * 2)
+    ]
     log = make_log(rows)
     split = temporal_split(log, valid_fraction=0.2, test_fraction=0.2)
     assert split.train.timestamp.max() < split.valid.timestamp.min()

@@ -125,7 +125,9 @@ INT8_ANY_OVERLAP_SHARE = 0.95
 
 @pytest.mark.parametrize("fmt", list(RUNNERS))
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_int8_is_smaller_and_agrees_within_quantisation_bounds(exported, kind: str, fmt: str) -> None:
+def test_int8_is_smaller_and_agrees_within_quantisation_bounds(
+    exported, kind: str, fmt: str
+) -> None:
     net = make_net(kind)
     x = random_inputs(200, seed=7)
     _, want_ids = eager_topk(net, x)

@@ -255,13 +255,18 @@ def test_explanations_name_every_rule_that_acted() -> None:
     )
     items = np.array([4, 7, 8, 12, 3, 9, 6])  # 3 is unavailable, 7 seen, 4/8/12 mugs, 6 a hat
     l2 = np.array([7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0], dtype=np.float32)
-    reranker = build_reranker({
-        "name": "blend",
-        "weights": {"l2": 1.0, "popularity": 0.5},
-        "rules": [{"name": "seen"}, {"name": "availability"},
-                  {"name": "category_cap", "max_per_category": 1},
-                  {"name": "pin", "item": 9, "position": 0}],
-    })  # fmt: skip
+    reranker = build_reranker(
+        {
+            "name": "blend",
+            "weights": {"l2": 1.0, "popularity": 0.5},
+            "rules": [
+                {"name": "seen"},
+                {"name": "availability"},
+                {"name": "category_cap", "max_per_category": 1},
+                {"name": "pin", "item": 9, "position": 0},
+            ],
+        }
+    )
     out = reranker(items, l2, ctx)
     assert out.items.tolist() == [9, 4, 6]
     removed = {r["item"]: r["rule"] for r in out.removals}
@@ -294,12 +299,18 @@ def test_a_capped_item_is_explained_by_the_cap() -> None:
 
 def test_rules_missing_data_are_reported_as_skipped() -> None:
     bare = RerankContext(n_items=N_ITEMS, k=2)
-    reranker = build_reranker({
-        "name": "blend",
-        "weights": {"l2": 1.0, "freshness": 0.3},
-        "rules": [{"name": "availability"}, {"name": "business_value", "attribute": "margin"},
-                  {"name": "category_cap"}, {"name": "mmr"}],
-    })  # fmt: skip
+    reranker = build_reranker(
+        {
+            "name": "blend",
+            "weights": {"l2": 1.0, "freshness": 0.3},
+            "rules": [
+                {"name": "availability"},
+                {"name": "business_value", "attribute": "margin"},
+                {"name": "category_cap"},
+                {"name": "mmr"},
+            ],
+        }
+    )
     out = reranker(np.array([1, 2, 3]), np.array([3.0, 2.0, 1.0], np.float32), bare)
     assert out.items.tolist() == [1, 2]
     assert set(out.skipped) == {

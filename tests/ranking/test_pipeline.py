@@ -47,7 +47,9 @@ def test_candidate_scores_equal_the_full_ranking_scores(scorer):
     candidates = FixedCandidates().retrieve(hs, 5)
     full = scorer.score(hs, np.arange(3))
     got = scorer.score_candidates(hs, candidates)
-    np.testing.assert_allclose(got, np.take_along_axis(full, candidates, axis=1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        got, np.take_along_axis(full, candidates, axis=1), rtol=1e-5, atol=1e-5
+    )
     padded = np.where(np.arange(5) < 2, candidates, -1)
     assert np.isneginf(scorer.score_candidates(hs, padded)[:, 2:]).all()
 
@@ -113,13 +115,23 @@ def test_a_reranker_is_the_third_stage_and_explains_each_item(scorer):
     from ranking.rules import RerankContext
 
     category = np.arange(N_ITEMS) % 2  # two categories
-    catalog = Catalog(ids=[str(i) for i in range(N_ITEMS)], text=[""] * N_ITEMS, category=category,
-                      category_names=("a", "b"))  # fmt: skip
+    catalog = Catalog(
+        ids=[str(i) for i in range(N_ITEMS)],
+        text=[""] * N_ITEMS,
+        category=category,
+        category_names=("a", "b"),
+    )
     context = RerankContext.from_catalog(catalog, popularity=np.ones(N_ITEMS), k=4)
-    capped = build_reranker({"name": "constrained", "rules": [{"name": "category_cap", "max_per_category": 1}]})
-    pipeline = TwoTierPipeline(FixedCandidates(width=8), scorer, n_candidates=8, reranker=capped, context=context)
+    capped = build_reranker(
+        {"name": "constrained", "rules": [{"name": "category_cap", "max_per_category": 1}]}
+    )
+    pipeline = TwoTierPipeline(
+        FixedCandidates(width=8), scorer, n_candidates=8, reranker=capped, context=context
+    )
     answer = pipeline.recommend(np.array([1, 2, 3]), k=4)
-    assert len(answer.items) == 2 and len(set(category[answer.items])) == 2  # at most one per category
+    assert (
+        len(answer.items) == 2 and len(set(category[answer.items])) == 2
+    )  # at most one per category
     assert answer.rerank_ms > 0 and answer.total_ms >= answer.l1_ms + answer.l2_ms
     assert [e["item"] for e in answer.explanations] == answer.items.tolist()
     assert all("l1_rank" in e and "l2_score" in e for e in answer.explanations)
@@ -132,4 +144,6 @@ def test_a_reranker_is_the_third_stage_and_explains_each_item(scorer):
     hs = histories()
     np.testing.assert_array_equal(neural.top_lists(hs, 4), plain.top_lists(hs, 4))
     order = lambda s: np.argsort(-s, axis=1, kind="stable")[:, :4]  # noqa: E731
-    np.testing.assert_array_equal(order(neural.score(hs, np.arange(3))), order(plain.score(hs, np.arange(3))))
+    np.testing.assert_array_equal(
+        order(neural.score(hs, np.arange(3))), order(plain.score(hs, np.arange(3)))
+    )

@@ -23,8 +23,12 @@ def test_dataset_round_trip_keeps_every_column_and_images(tmp_path):
         np.testing.assert_array_equal(getattr(a, col), getattr(b, col))
     assert b.event_names == a.event_names
     np.testing.assert_array_equal(back.catalog.text, ds.catalog.text)
-    np.testing.assert_array_equal(back.catalog.attributes["colour"], ds.catalog.attributes["colour"])
-    np.testing.assert_array_equal(np.asarray(back.catalog.image(3)), np.asarray(ds.catalog.image(3)))
+    np.testing.assert_array_equal(
+        back.catalog.attributes["colour"], ds.catalog.attributes["colour"]
+    )
+    np.testing.assert_array_equal(
+        np.asarray(back.catalog.image(3)), np.asarray(ds.catalog.image(3))
+    )
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path):

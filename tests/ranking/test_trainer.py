@@ -86,9 +86,12 @@ def test_train_epochs_reduces_the_loss_and_is_deterministic(
 
 def test_train_epochs_without_windows_trains_nothing() -> None:
     log = Interactions(
-        user=np.array([0, 1]), item=np.array([1, 2]), timestamp=np.zeros(2),
-        user_ids=np.array(["a", "b"]), n_items=3,
-    )  # fmt: skip
+        user=np.array([0, 1]),
+        item=np.array([1, 2]),
+        timestamp=np.zeros(2),
+        user_ids=np.array(["a", "b"]),
+        n_items=3,
+    )
     model = build_model("gru4rec", 3, hidden=8)
     before = [p.detach().clone() for p in model.parameters()]
     stats = train_epochs(model, log.sequences(), TrainConfig(progress=False))
@@ -171,7 +174,9 @@ def test_load_rejects_a_bad_or_corrupt_checkpoint(split, tmp_path: Path) -> None
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="bad.pt"):
         load_recommender(bad)
-    rec = SequenceRecommender("gru", model={"hidden": 8}, train={**FAST, "epochs": 1}).fit(split.train)
+    rec = SequenceRecommender("gru", model={"hidden": 8}, train={**FAST, "epochs": 1}).fit(
+        split.train
+    )
     path = rec.save(tmp_path / "model")
     manifest = json.loads((path / "manifest.json").read_text())
     (path / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
@@ -187,11 +192,15 @@ def test_load_rejects_a_bad_or_corrupt_checkpoint(split, tmp_path: Path) -> None
         load_recommender(path)
 
 
-def test_a_killed_writer_leaves_no_partial_checkpoint_and_its_temporary_is_cleaned(split, tmp_path: Path) -> None:
+def test_a_killed_writer_leaves_no_partial_checkpoint_and_its_temporary_is_cleaned(
+    split, tmp_path: Path
+) -> None:
     stale = tmp_path / ".model.999999999.abc.tmp"  # a pid that cannot be running
     stale.mkdir()
     (stale / "weights.pt").write_bytes(b"half")
-    rec = SequenceRecommender("gru", model={"hidden": 8}, train={**FAST, "epochs": 1}).fit(split.train)
+    rec = SequenceRecommender("gru", model={"hidden": 8}, train={**FAST, "epochs": 1}).fit(
+        split.train
+    )
     rec.save(tmp_path / "model")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
@@ -238,7 +247,9 @@ def rule_log_short(n_items: int = 20, n_users: int = 120, seed: int = 0) -> Inte
 def test_train_group_switches_to_the_literature_protocol() -> None:
     assert instantiate(composed_model("model=sasrec"), n_items=7).cfg.cover_history is True
     literature = instantiate(composed_model("model=sasrec", "train=literature"), n_items=7).cfg
-    assert literature.cover_history is False and literature.max_len == 50 and literature.loss == "ce"
+    assert (
+        literature.cover_history is False and literature.max_len == 50 and literature.loss == "ce"
+    )
     original = instantiate(composed_model("model=sasrec", "train=original_sasrec"), n_items=7).cfg
     assert original.loss == "bce" and original.n_negatives == 1
 

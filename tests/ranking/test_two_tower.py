@@ -10,11 +10,15 @@ from simulations.datasets.synthetic import generate_world
 
 @pytest.fixture(scope="module")
 def world_split():
-    world = generate_world(n_items=240, n_users=300, cold_start_fraction=0.25, cold_start_after=0.85, seed=2)
+    world = generate_world(
+        n_items=240, n_users=300, cold_start_fraction=0.25, cold_start_after=0.85, seed=2
+    )
     ds = world.dataset
     split = temporal_split(ds.interactions, valid_fraction=0.05, test_fraction=0.15)
     cat = ds.catalog
-    codes = [cat.category] + [np.unique(cat.attributes[a], return_inverse=True)[1] for a in ("colour", "pattern")]
+    codes = [cat.category] + [
+        np.unique(cat.attributes[a], return_inverse=True)[1] for a in ("colour", "pattern")
+    ]
     content = np.concatenate([np.eye(c.max() + 1)[c] for c in codes], axis=1)  # attribute one-hots
     cold = split.train.item_counts() == 0
     return ds, split, content, cold
@@ -22,16 +26,21 @@ def world_split():
 
 def fit(ds, split, **kwargs):
     return TwoTowerRetriever(
-        n_items=ds.catalog.n_items, dim=32, model={"n_blocks": 1, "max_len": 20},
-        train={"epochs": 6, "max_len": 20, "n_negatives": 64, "seed": 0}, **kwargs,
-    ).fit(split.train)  # fmt: skip
+        n_items=ds.catalog.n_items,
+        dim=32,
+        model={"n_blocks": 1, "max_len": 20},
+        train={"epochs": 6, "max_len": 20, "n_negatives": 64, "seed": 0},
+        **kwargs,
+    ).fit(split.train)
 
 
 def test_cold_items_are_retrieved_by_content_and_not_by_id(world_split):
     ds, split, content, cold = world_split
     assert cold[split.test.item].sum() >= 10  # enough cold targets to measure
     groups = {"cold": cold}
-    by_content = l1_recall(fit(ds, split, text=content, use_id=False), split, ks=(50,), groups=groups)
+    by_content = l1_recall(
+        fit(ds, split, text=content, use_id=False), split, ks=(50,), groups=groups
+    )
     by_id = l1_recall(fit(ds, split, use_id=True), split, ks=(50,), groups=groups)
     assert by_id["cold_recall@50"] == 0.0  # an untrained ID says nothing
     assert by_content["cold_recall@50"] > 0.3

@@ -8,7 +8,13 @@ from ranking.data.catalog import Catalog
 from ranking.errors import ConfigError
 from simulations.datasets.synthetic import generate_world
 
-TINY = {"kind": "tiny_trained", "modalities": ["text", "image"], "epochs": 1, "lr": 0.002, "seed": 0}
+TINY = {
+    "kind": "tiny_trained",
+    "modalities": ["text", "image"],
+    "epochs": 1,
+    "lr": 0.002,
+    "seed": 0,
+}
 
 
 def test_tiny_clip_is_trained_once_and_its_vectors_come_from_the_cache(tmp_path, monkeypatch):
@@ -29,8 +35,12 @@ def test_none_and_bad_encoder_settings(tmp_path):
     catalog = Catalog(ids=["a", "b"], text=["x", "y"], category=[-1, -1], category_names=())
     assert content.content_vectors({"kind": "none"}, catalog, tmp_path) is None
     with pytest.raises(ConfigError, match="no images"):
-        content.content_vectors({"kind": "openclip", "model": "ViT-B-32", "modalities": ["image"]}, catalog, tmp_path)
+        content.content_vectors(
+            {"kind": "openclip", "model": "ViT-B-32", "modalities": ["image"]}, catalog, tmp_path
+        )
     with pytest.raises(ConfigError, match="subset"):
-        content.content_vectors({"kind": "tiny_trained", "modalities": ["audio"]}, catalog, tmp_path)
+        content.content_vectors(
+            {"kind": "tiny_trained", "modalities": ["audio"]}, catalog, tmp_path
+        )
     with pytest.raises(ConfigError, match="encoder.kind"):
         content.content_vectors({"kind": "bert"}, catalog, tmp_path)

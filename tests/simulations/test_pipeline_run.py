@@ -13,10 +13,17 @@ from simulations.run import run
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
 SMALL_CHAIN = [
-    "dataset.n_items=150", "dataset.n_users=120", "encoder.epochs=2", "pipeline.l1.epochs=3",
-    "pipeline.latency_requests=20", "fl.num_rounds=2", "fl.partition=users_per_client", "fl.users_per_client=27",
-    "fl.fraction_train=1.0", "fl.heldout_fraction=0.2",
-]  # fmt: skip
+    "dataset.n_items=150",
+    "dataset.n_users=120",
+    "encoder.epochs=2",
+    "pipeline.l1.epochs=3",
+    "pipeline.latency_requests=20",
+    "fl.num_rounds=2",
+    "fl.partition=users_per_client",
+    "fl.users_per_client=27",
+    "fl.fraction_train=1.0",
+    "fl.heldout_fraction=0.2",
+]
 
 
 def composed(*overrides: str):
@@ -26,15 +33,28 @@ def composed(*overrides: str):
 
 def test_the_default_run_is_the_whole_chain():
     cfg = composed()
-    assert cfg.mode == "pipeline" and cfg.encoder.kind == "tiny_trained" and cfg.index.factory.startswith("HNSW")
+    assert (
+        cfg.mode == "pipeline"
+        and cfg.encoder.kind == "tiny_trained"
+        and cfg.index.factory.startswith("HNSW")
+    )
 
 
 def test_pipeline_run_reports_every_tier(tmp_path, capsys):
-    rows = run(composed(*SMALL_CHAIN, f"paths.cache_dir={tmp_path / 'cache'}"), output_dir=tmp_path)
+    cap = "[{name:category_cap,max_per_category:2}]"  # the business's rule, and constrained's own
+    overrides = [f"pipeline.hard_rules={cap}", f"rerankers.constrained.rules={cap}"]
+    rows = run(
+        composed(*SMALL_CHAIN, *overrides, f"paths.cache_dir={tmp_path / 'cache'}"),
+        output_dir=tmp_path,
+    )
     rerankers = [r for r in rows if "reranker" in r]
     rows = [r for r in rows if "system" in r]
     systems = [r["system"] for r in rows]
-    assert systems[0].startswith("L1 only") and systems[1].startswith("L2 full") and systems[2].startswith("two-tier")
+    assert (
+        systems[0].startswith("L1 only")
+        and systems[1].startswith("L2 full")
+        and systems[2].startswith("two-tier")
+    )
     l1, l2, two_tier = rows
     recall = l1["l1_recall@100"]
     # a two-tier hit is an L1 candidate: HR@10 can never exceed L1 recall@100
@@ -50,7 +70,8 @@ def test_pipeline_run_reports_every_tier(tmp_path, capsys):
     by_name = {r["reranker"]: r for r in rerankers}
     assert {"neural", "rules", "blend", "blend_mmr", "cascade", "constrained"} <= set(by_name)
     assert by_name["neural"]["ndcg@10"] == pytest.approx(two_tier["ndcg@10"])
-    assert by_name["constrained"]["violations"] == 0.0  # hard rules hold by construction
+    assert by_name["constrained"]["violations"] == 0.0  # it applies the business's hard rule
+    assert by_name["neural"]["violations"] > 0.0  # neural-only lists break it
     assert all(0 <= r["ild@10"] <= 2 and r["p99_ms"] > 0 for r in rerankers)
     assert saved["explanations"]["lines"] and "L1 rank" in saved["explanations"]["lines"][0]
     assert "re-rankers on the federated L2" in out
@@ -59,7 +80,10 @@ def test_pipeline_run_reports_every_tier(tmp_path, capsys):
 def test_pipeline_needs_an_encoder(tmp_path):
     with pytest.raises(ConfigError, match="needs an encoder"):
         without_encoder = [o for o in SMALL_CHAIN if not o.startswith("encoder.")]
-        run(composed(*without_encoder, "encoder=none", f"paths.cache_dir={tmp_path}"), output_dir=tmp_path)
+        run(
+            composed(*without_encoder, "encoder=none", f"paths.cache_dir={tmp_path}"),
+            output_dir=tmp_path,
+        )
 
 
 def test_a_second_run_reuses_the_trained_models_and_only_re_ranks(tmp_path, monkeypatch):
@@ -73,7 +97,9 @@ def test_a_second_run_reuses_the_trained_models_and_only_re_ranks(tmp_path, monk
 
     monkeypatch.setattr(pipeline_mode, "simulate", no_training)
     monkeypatch.setattr(pipeline_mode.TwoTowerRetriever, "fit", no_training)
-    again = run(composed(*chain, "rerankers.blend.weights.popularity=0.5"), output_dir=tmp_path / "b")
+    again = run(
+        composed(*chain, "rerankers.blend.weights.popularity=0.5"), output_dir=tmp_path / "b"
+    )
     accuracy = lambda rows: [(r["system"], r["ndcg@10"]) for r in rows if "system" in r]  # noqa: E731
     assert accuracy(again) == accuracy(first)
     blend = lambda rows: next(r for r in rows if r.get("reranker") == "blend")  # noqa: E731

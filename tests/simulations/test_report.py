@@ -39,10 +39,17 @@ def write_job(
 
 def pipeline_metrics(seed: int) -> dict[str, Any]:
     rerankers = [
-        {"reranker": name, "method": METHODS[name], "ndcg@10": s[seed][0], "hr@10": 0.5,
-         "ild@10": s[seed][1], "violations": 0, "p99_ms": 1.0 + seed}
+        {
+            "reranker": name,
+            "method": METHODS[name],
+            "ndcg@10": s[seed][0],
+            "hr@10": 0.5,
+            "ild@10": s[seed][1],
+            "violations": 0,
+            "p99_ms": 1.0 + seed,
+        }
         for name, s in SCORES.items()
-    ]  # fmt: skip
+    ]
     return {
         "config": {"seed": seed},
         "dataset": {"users": 10},

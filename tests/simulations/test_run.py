@@ -24,7 +24,10 @@ def composed(*overrides: str):
 def test_default_run_writes_metrics_and_beats_nothing_by_accident(tmp_path):
     cfg = composed(*TINY_WORLD, "model=itemknn", f"paths.cache_dir={tmp_path / 'cache'}")
     rows = run(cfg, output_dir=tmp_path)
-    assert [r["model"] for r in rows] == ["ItemKNN", "MostPopular"]  # class names outside the Hydra CLI
+    assert [r["model"] for r in rows] == [
+        "ItemKNN",
+        "MostPopular",
+    ]  # class names outside the Hydra CLI
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["dataset"]["users"] == 80
     assert saved["results"][1]["ndcg@10"] == pytest.approx(rows[1]["ndcg@10"])
@@ -34,7 +37,13 @@ def test_default_run_writes_metrics_and_beats_nothing_by_accident(tmp_path):
     assert rows[0]["ndcg@10"] > rows[1]["ndcg@10"]
 
 
-NEURAL = ["model=gru4rec", "model.model.hidden=16", "train.epochs=2", "train.progress=false", "~model@reference"]
+NEURAL = [
+    "model=gru4rec",
+    "model.model.hidden=16",
+    "train.epochs=2",
+    "train.progress=false",
+    "~model@reference",
+]
 
 
 def test_same_seed_same_results_and_another_seed_other_weights(tmp_path):
@@ -46,7 +55,9 @@ def test_same_seed_same_results_and_another_seed_other_weights(tmp_path):
     from ranking.data import leave_one_out
     from simulations.datasets.synthetic import generate_world
 
-    train = leave_one_out(generate_world(n_items=120, n_users=80, seed=0).dataset.interactions).train
+    train = leave_one_out(
+        generate_world(n_items=120, n_users=80, seed=0).dataset.interactions
+    ).train
     weights = {}
     for seed in (0, 1):
         model = instantiate(composed(*TINY_WORLD, *NEURAL, f"seed={seed}").model).fit(train)
@@ -62,11 +73,18 @@ def test_same_seed_same_results_and_another_seed_other_weights(tmp_path):
         (["mode=federated", "fl.num_rounds=0"], "fl.num_rounds=0"),
         (["mode=central", "model=gru4rec", "train.epochs=0"], "train.epochs=0"),
         (["mode=federated", "fl.fraction_train=1.5"], "fl.fraction_train=1.5"),
-        (["mode=federated", "fl/strategy=fedprox", "fl.strategy.proximal_mu=-1"], "fl.strategy.proximal_mu=-1"),
+        (
+            ["mode=federated", "fl/strategy=fedprox", "fl.strategy.proximal_mu=-1"],
+            "fl.strategy.proximal_mu=-1",
+        ),
     ],
 )
 def test_bad_settings_fail_before_work_and_name_the_key(tmp_path, overrides, key):
-    cfg = composed(*[o for o in TINY_WORLD if not o.startswith("mode=")], *overrides, f"paths.cache_dir={tmp_path}")
+    cfg = composed(
+        *[o for o in TINY_WORLD if not o.startswith("mode=")],
+        *overrides,
+        f"paths.cache_dir={tmp_path}",
+    )
     with pytest.raises(ConfigError, match=re.escape(key)):
         run(cfg, output_dir=tmp_path / "out")
     assert not (tmp_path / "out" / "fl" / "rounds.jsonl").exists()  # nothing ran
@@ -79,7 +97,11 @@ def test_a_value_of_the_wrong_type_fails_when_the_run_is_composed(tmp_path):
 
 
 def test_temporal_split_and_sampled_protocol_run(tmp_path):
-    rows = run(composed(*TINY_WORLD, "split=temporal", "eval.protocol=sampled", f"paths.cache_dir={tmp_path}"))
+    rows = run(
+        composed(
+            *TINY_WORLD, "split=temporal", "eval.protocol=sampled", f"paths.cache_dir={tmp_path}"
+        )
+    )
     assert rows[0]["n_users"] > 0
 
 
@@ -95,10 +117,19 @@ def test_missing_data_file_is_a_data_error(tmp_path):
 
 def run_cli(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "simulations.run", *overrides, f"paths.cache_dir={tmp_path}",
-         f"hydra.run.dir={tmp_path / 'run'}"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "simulations.run",
+            *overrides,
+            f"paths.cache_dir={tmp_path}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_cli_prints_a_table_and_exits_zero(tmp_path):
@@ -124,9 +155,13 @@ def test_cli_unknown_override_exits_non_zero(tmp_path):
 
 def test_sasrec_run_trains_with_early_stopping_and_beats_popularity(tmp_path):
     cfg = composed(
-        *TINY_WORLD, "model=sasrec", "train.epochs=8", "train.patience=2",
-        "train.progress=false", f"paths.cache_dir={tmp_path}",
-    )  # fmt: skip
+        *TINY_WORLD,
+        "model=sasrec",
+        "train.epochs=8",
+        "train.patience=2",
+        "train.progress=false",
+        f"paths.cache_dir={tmp_path}",
+    )
     rows = run(cfg)
     assert [r["model"] for r in rows] == ["sasrec", "MostPopular"]
     assert rows[0]["ndcg@10"] > rows[1]["ndcg@10"]

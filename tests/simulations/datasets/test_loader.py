@@ -6,7 +6,12 @@ import pytest
 from ranking.errors import ConfigError
 from simulations.datasets.loader import load
 
-TINY = {"_target_": "simulations.datasets.synthetic.synthetic_dataset", "n_items": 60, "n_users": 30, "seed": 1}
+TINY = {
+    "_target_": "simulations.datasets.synthetic.synthetic_dataset",
+    "n_items": 60,
+    "n_users": 30,
+    "seed": 1,
+}
 
 
 def test_second_load_reads_the_cache(tmp_path, monkeypatch):

@@ -16,8 +16,12 @@ def test_same_seed_same_world_other_seed_other_world(world):
     again = generate_world(n_items=300, n_users=200, seed=3)
     other = generate_world(n_items=300, n_users=200, seed=4)
     np.testing.assert_array_equal(again.dataset.interactions.item, world.dataset.interactions.item)
-    np.testing.assert_array_equal(again.dataset.interactions.timestamp, world.dataset.interactions.timestamp)
-    assert not np.array_equal(other.dataset.interactions.item[:50], world.dataset.interactions.item[:50])
+    np.testing.assert_array_equal(
+        again.dataset.interactions.timestamp, world.dataset.interactions.timestamp
+    )
+    assert not np.array_equal(
+        other.dataset.interactions.item[:50], world.dataset.interactions.item[:50]
+    )
 
 
 def test_titles_and_attributes_agree(world):
