@@ -286,7 +286,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             objective = objective_value(cfg, rows)
             tracker.summary({f"objective/{cfg.objective.metric}": objective})
         log.info("results: %s", output_dir / "metrics.json")
-        if tracker.enabled:
+        if tracker.mode != "disabled":  # the run is finished (closed) here; its files remain
             log.info("W&B run (%s): %s", tracker.mode, output_dir / "wandb")
         return objective
     except TandemError as exc:
