@@ -11,6 +11,11 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@# Debian's redis-server: the service's shared sessions and the Redis Streams source (tests
+	@# start their own instances). Installed when missing and we are root (as in CI).
+	@command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] && \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } \
+		|| echo "warning: redis-server missing (apt-get install redis-server); Redis tests will fail"; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)

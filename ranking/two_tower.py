@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +50,22 @@ class FusedItemTable(nn.Module):
         self.n_items = fusion.n_items
         self.dim = fusion.out_dim
 
+        self.frozen: Tensor | None = None
+        """The table computed once for inference (:meth:`freeze`); training never reads it."""
+
     def table(self) -> Tensor:
         vectors = self.fusion()
         return torch.cat([vectors.new_zeros(1, self.dim), vectors], dim=0)
 
+    def freeze(self) -> None:
+        """Compute the table once, so that queries stop re-fusing every item (serving)."""
+        with torch.no_grad():
+            self.frozen = self.table().detach()
+
     def forward(self, inputs: Tensor, table: Tensor | None = None) -> Tensor:
-        table = self.table() if table is None else table
+        if table is None:
+            use_frozen = self.frozen is not None and not self.training
+            table = self.frozen if use_frozen else self.table()
         return nn.functional.embedding(inputs, table, padding_idx=PAD)
 
 
@@ -115,6 +126,16 @@ class TwoTowerRetriever:
             raise ConfigError(
                 f"content vectors cover {self.item_tower.n_items} items, expected {n_items}"
             )
+        self.settings: dict[str, Any] = {
+            "n_items": n_items,
+            "use_id": use_id,
+            "dim": dim,
+            "session_model": session_model,
+            "model": dict(model or {}),
+            "fusion": dict(fusion or {}),
+            "train": asdict(self.cfg),
+        }
+        """The constructor's settings (content vectors and index aside): what rebuilds it."""
         settings = {"hidden": dim, **(model or {})}
         self.network = build_model(session_model, n_items, **settings)
         self.network.item_emb = FusedItemTable(self.item_tower)
@@ -130,6 +151,7 @@ class TwoTowerRetriever:
 
     def fit(self, train: Interactions, epochs: int | None = None) -> TwoTowerRetriever:
         """Train both towers on ``train`` and (re)build the FAISS index."""
+        self.network.item_emb.frozen = None  # the towers change: the inference table is stale
         counts = train.item_counts()
         sequences = train.sequences()
         optimizer = make_optimizer(self.network, self.cfg)
@@ -164,7 +186,22 @@ class TwoTowerRetriever:
     def build_index(self) -> FaissIndex:
         self.index = self.make_index(self.item_tower.out_dim)
         self.index.build(self.item_vectors(), ids=np.arange(self.n_items))
+        self.network.item_emb.freeze()
         return self.index
+
+    def load_towers(self, path: str | Path, index: FaissIndex) -> TwoTowerRetriever:
+        """Restore towers saved by :meth:`save` and serve them from ``index`` (already built from
+        these towers' item vectors, e.g. read from a serving bundle), without re-indexing."""
+        if index.ntotal != self.n_items or index.dim != self.item_tower.out_dim:
+            raise DataError(
+                f"index holds {index.ntotal} vectors of dim {index.dim}; the towers need "
+                f"{self.n_items} of dim {self.item_tower.out_dim}",
+                path=path,
+            )
+        self._read_state(path)
+        self.index = index
+        self.network.item_emb.freeze()
+        return self
 
     def save(self, path: str | Path) -> None:
         """The trained towers (the index is rebuilt from them on :meth:`load`), atomically."""
@@ -173,13 +210,16 @@ class TwoTowerRetriever:
 
     def load(self, path: str | Path) -> TwoTowerRetriever:
         """Restore towers saved by :meth:`save` into this (identically configured) retriever."""
+        self._read_state(path)
+        self.build_index()
+        return self
+
+    def _read_state(self, path: str | Path) -> None:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             self.network.load_state_dict(state)
         except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
             raise DataError(f"not a readable two-tower state ({exc})", path=path) from exc
-        self.build_index()
-        return self
 
     def query_vectors(self, histories: list[np.ndarray]) -> np.ndarray:
         self.network.eval()

@@ -37,6 +37,7 @@ from ranking.pipeline import TwoTierPipeline, latency_summary
 from ranking.recommender import load_recommender
 from ranking.storage import atomic_write_text
 from ranking.two_tower import TwoTowerRetriever, l1_recall
+from serving.bundle import export_bundle
 from simulations.content import content_parts
 from simulations.federated import federated_settings
 from simulations.flower_sim import simulate
@@ -289,5 +290,19 @@ def run_pipeline(
         "rerankers": reranker_rows,
         "explanations": examples,
     }
+    if cfg.pipeline.export_bundle:
+        bundle = export_bundle(
+            output_dir / "bundle",
+            retriever=retriever,
+            l2_checkpoint=Path(settings.run_dir) / BEST_MODEL,
+            catalog=dataset.catalog,
+            popularity=data.train.item_counts(),
+            rerankers=OmegaConf.to_container(cfg.get("rerankers") or {}, resolve=True),
+            n_candidates=n_candidates,
+            item_vectors=item_vectors(parts),
+            meta={"dataset": dataset.name, "seed": int(cfg.seed), "best_round": best["round"]},
+        )
+        result["bundle"] = str(bundle)
+        print(f"serving bundle: {bundle}  (tandem-serve --bundle {bundle})")
     atomic_write_text(output_dir / "metrics.json", json.dumps(result, indent=2, default=float))
     return rows + reranker_rows

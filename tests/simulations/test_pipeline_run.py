@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
 from ranking.errors import ConfigError
+from serving.bundle import load_bundle
 from simulations.run import run
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
@@ -75,6 +77,12 @@ def test_pipeline_run_reports_every_tier(tmp_path, capsys):
     assert all(0 <= r["ild@10"] <= 2 and r["p99_ms"] > 0 for r in rerankers)
     assert saved["explanations"]["lines"] and "L1 rank" in saved["explanations"]["lines"][0]
     assert "re-rankers on the federated L2" in out
+    # the run's serving bundle answers a held-out-style request with the pipeline it evaluated
+    bundle = load_bundle(saved["bundle"])
+    assert sorted(bundle.rerankers) == sorted(by_name)
+    served = bundle.pipeline_for("neural").recommend(np.array([0, 1, 2]), k=10)
+    direct = bundle.pipeline.recommend(np.array([0, 1, 2]), k=10)
+    assert list(served.items) == list(direct.items) and len(served.items) == 10
 
 
 def test_pipeline_needs_an_encoder(tmp_path):
