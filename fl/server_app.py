@@ -45,7 +45,8 @@ from fl.task import (
     to_array_record,
 )
 from fl.validation import RejectedUpdate
-from ranking.checkpoint import save_checkpoint
+from ranking.checkpoint import load_checkpoint, save_checkpoint
+from ranking.errors import ConfigError
 from ranking.evaluation import evaluate
 from ranking.storage import atomic_path, atomic_write_text
 
@@ -67,6 +68,19 @@ def load_round_state(run_dir: Path) -> tuple[int, State] | None:
         round_ = int(npz["__round__"])
         state = {k: npz[k] for k in npz.files if k != "__round__"}
     return round_, state
+
+
+def warm_start_state(path: Path, fresh: State) -> State:
+    """The weights of the checkpoint at ``path`` (a live model to fine-tune), checked against the
+    freshly built network's keys and shapes."""
+    checkpoint = load_checkpoint(path)
+    state = {k: v.numpy() for k, v in checkpoint.state_dict.items()}
+    if set(state) != set(fresh) or any(state[k].shape != fresh[k].shape for k in fresh):
+        raise ConfigError(
+            f"init-checkpoint {path} does not fit the configured model: keys or shapes differ "
+            f"(e.g. another model spec or catalog size)"
+        )
+    return {k: state[k].astype(fresh[k].dtype) for k in fresh}
 
 
 def save_round_state(run_dir: Path, round_: int, state: State) -> None:
@@ -168,6 +182,8 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
     n_items = data.dataset.catalog.n_items
     atomic_write_text(run_dir / "partition.json", json.dumps(data.partition.to_table()))
     state = get_state(build_task_network(settings, n_items))
+    if settings.init_checkpoint:
+        state = warm_start_state(Path(settings.init_checkpoint), state)
     start = 0
     resumed = load_round_state(run_dir)
     rows = read_rounds(run_dir)

@@ -81,6 +81,8 @@ class FederatedSettings:
     # outputs
     run_dir: str = ""
     eval_every: int = 1
+    # warm start: a checkpoint directory (ranking.checkpoint) whose weights are round 0's model
+    init_checkpoint: str = ""
 
     def __post_init__(self) -> None:
         check_ranges(

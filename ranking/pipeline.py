@@ -221,6 +221,55 @@ class TwoTierPipeline:
         )
 
 
+def recommend_batch(
+    pipelines: list[TwoTierPipeline], histories: list[np.ndarray], k: int
+) -> list[Recommendation]:
+    """Several requests at once (a server's micro-batch): one L1 search and one L2 forward pass
+    for all of them, then each request's own third stage (``pipelines[i]``; they must share L1
+    and L2, as :meth:`TwoTierPipeline.with_reranker` copies do). Each answer equals what
+    :meth:`TwoTierPipeline.recommend` gives; the L1 and L2 times are the batch's."""
+    if not histories:
+        return []
+    base = pipelines[0]
+    if any(p.l1 is not base.l1 or p.l2 is not base.l2 for p in pipelines):
+        raise ConfigError(
+            "a batch must share one L1 and one L2 (with_reranker copies of one pipeline)"
+        )
+    if k < 1 or k > base.n_candidates:
+        raise ConfigError(f"k must lie in [1, n_candidates={base.n_candidates}], got {k}")
+    histories = [np.asarray(h, dtype=np.int64) for h in histories]
+    t0 = time.perf_counter()
+    candidates = base.candidates(histories)
+    t1 = time.perf_counter()
+    scores = base.rank_candidates(histories, candidates)
+    t2 = time.perf_counter()
+    l1_ms, l2_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+    out = []
+    for row, (pipeline, history) in enumerate(zip(pipelines, histories, strict=True)):
+        if pipeline.reranker is None:
+            top = np.argsort(-scores[row], kind="stable")[:k]
+            keep = np.isfinite(scores[row, top])
+            out.append(
+                Recommendation(candidates[row, top][keep], scores[row, top][keep], l1_ms, l2_ms)
+            )
+            continue
+        t3 = time.perf_counter()
+        result = pipeline.rerank(history, candidates[row], scores[row], k)
+        rerank_ms = (time.perf_counter() - t3) * 1e3
+        out.append(
+            Recommendation(
+                result.items,
+                result.scores,
+                l1_ms,
+                l2_ms,
+                rerank_ms=rerank_ms,
+                explanations=result.explanations,
+                reranked=result,
+            )
+        )
+    return out
+
+
 def latency_summary(recommendations: list[Recommendation]) -> dict[str, float]:
     """p50 / p99 milliseconds of each stage and of the whole request."""
     if not recommendations:

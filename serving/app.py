@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving.bundle import describe
-from serving.state import RequestError, Service
+from serving.state import Ask, RequestError, Service
 
 log = logging.getLogger("tandem.serving")
 
@@ -65,32 +65,52 @@ def _error(status: int, detail: Any) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
+class LimitAndCount:
+    """Plain ASGI middleware: refuses bodies without a length or over ``limits.max_body_bytes``
+    (before they are read) and counts every response by route, method and status."""
+
+    def __init__(self, app: Any, service: Service, routes: set[str]) -> None:
+        self.app, self.service, self.routes = app, service, routes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        route = scope["path"] if scope["path"] in self.routes else "unmatched"
+
+        async def send_counted(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            refusal = self.refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send_counted)
+            else:
+                await self.app(scope, receive, send_counted)
+        finally:
+            self.service.metrics.requests.labels(route, scope["method"], str(status)).inc()
+
+    def refusal(self, scope: Any) -> Response | None:
+        if scope["method"] != "POST":
+            return None
+        limit = self.service.config.limits.max_body_bytes
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is None:
+            return _error(411, "a Content-Length header is required")
+        if not length.isdigit() or int(length) > limit:
+            return _error(
+                413, f"body of {length.decode()} bytes exceeds limits.max_body_bytes={limit}"
+            )
+        return None
+
+
 def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="tandem", docs_url=None, redoc_url=None)
     app.state.service = service
-    limits = service.config.limits
-
-    @app.middleware("http")
-    async def count_and_limit(request: Request, call_next: Any) -> Response:
-        route = request.url.path
-        if request.method == "POST":
-            length = request.headers.get("content-length")
-            if length is None:
-                response: Response = _error(411, "a Content-Length header is required")
-            elif not length.isdigit() or int(length) > limits.max_body_bytes:
-                response = _error(
-                    413,
-                    f"body of {length} bytes exceeds limits.max_body_bytes={limits.max_body_bytes}",
-                )
-            else:
-                response = await call_next(request)
-        else:
-            response = await call_next(request)
-        known = route in {r.path for r in app.routes}  # type: ignore[attr-defined]
-        service.metrics.requests.labels(
-            route if known else "unmatched", request.method, str(response.status_code)
-        ).inc()
-        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -138,21 +158,23 @@ def create_app(service: Service) -> FastAPI:
         return {"acknowledged": len(seqs), "first_seq": seqs[0], "last_seq": seqs[-1]}
 
     @app.post("/recommend")
-    async def recommend(body: RecommendRequest) -> dict[str, Any]:
+    async def recommend(body: RecommendRequest) -> Response:
         t0 = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        answer = await loop.run_in_executor(
-            service.executor, service.recommend, body.user, body.session, body.k, body.explain
-        )
+        ask = Ask(body.user, body.session, body.k, body.explain)
+        answer = await asyncio.wrap_future(service.batcher.submit(ask))
+        if isinstance(answer, RequestError):
+            raise answer
         answer.timings_ms["http"] = (time.perf_counter() - t0) * 1e3
-        return {
-            "items": answer.items,
-            "model_version": answer.model_version,
-            "variant": answer.variant,
-            "fallback": answer.fallback,
-            "ignored_history_items": answer.ignored_history,
-            "timings_ms": answer.timings_ms,
-        }
+        return JSONResponse(  # built here: skips FastAPI's generic encoder on the hot path
+            {
+                "items": answer.items,
+                "model_version": answer.model_version,
+                "variant": answer.variant,
+                "fallback": answer.fallback,
+                "ignored_history_items": answer.ignored_history,
+                "timings_ms": answer.timings_ms,
+            }
+        )
 
     @app.get("/admin/bundle")
     async def current_bundle(authorization: Annotated[str | None, Header()] = None) -> Any:
@@ -175,4 +197,5 @@ def create_app(service: Service) -> FastAPI:
         authorise(authorization)
         return service.rollback()
 
+    app.add_middleware(LimitAndCount, service=service, routes={r.path for r in app.routes})  # type: ignore[attr-defined]
     return app

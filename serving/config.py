@@ -40,7 +40,8 @@ class ServiceConfig:
     event_log: str = "serving-state/events.log"
     admin_token: str | None = None
     torch_threads: int = 1
-    workers: int = 2
+    workers: int = 1
+    max_batch: int = 32
     sessions: SessionSettings = field(default_factory=SessionSettings)
     limits: Limits = field(default_factory=Limits)
     ab: dict[str, Any] = field(
@@ -48,7 +49,7 @@ class ServiceConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("torch_threads", "workers"):
+        for name in ("torch_threads", "workers", "max_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
 
@@ -56,7 +57,7 @@ class ServiceConfig:
 def service_config(values: Mapping[str, Any]) -> ServiceConfig:
     """A :class:`ServiceConfig` from a plain mapping (sections checked key by key)."""
     values = dict(values)
-    known = {"host", "port", "event_log", "admin_token", "torch_threads", "workers"}
+    known = {"host", "port", "event_log", "admin_token", "torch_threads", "workers", "max_batch"}
     check_keys(values, known | {"sessions", "limits", "ab"}, "serving")
     sessions = dataclass_from_mapping(SessionSettings, values.pop("sessions", None), "sessions")
     limits = dataclass_from_mapping(Limits, values.pop("limits", None), "limits")

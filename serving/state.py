@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,9 @@ import numpy as np
 import torch
 
 from ranking.errors import ConfigError, DataError
+from ranking.pipeline import recommend_batch
 from serving.ab import Assigner, Variant
+from serving.batching import MicroBatcher
 from serving.bundle import Bundle, describe, load_bundle
 from serving.config import ServiceConfig
 from serving.event_log import EventLog
@@ -36,6 +39,16 @@ class RequestError(ValueError):
     def __init__(self, message: str, status: int = 422) -> None:
         super().__init__(message)
         self.status = status
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One recommendation request, as the HTTP layer parsed it."""
+
+    user: str | None
+    session: list[str]
+    k: int = 10
+    explain: bool = False
 
 
 @dataclass
@@ -77,7 +90,10 @@ class Service:
                 self.sessions.append(event["user"], [event["item"]])
         impressions = Path(config.event_log).with_name("impressions.jsonl")
         self.impressions = open(impressions, "a")  # noqa: SIM115 (open for the service's lifetime)
-        self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="tandem-l2")
+        self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="tandem-io")
+        self.batcher: MicroBatcher[Ask, Answer | RequestError] = MicroBatcher(
+            self.recommend_many, max_batch=config.max_batch, threads=config.workers
+        )
         self.loader = ThreadPoolExecutor(1, thread_name_prefix="tandem-loader")
 
     # ------------------------------------------------------------------ bundles
@@ -168,36 +184,84 @@ class Service:
             )
 
     def recommend(self, user: str | None, session: list[str], k: int, explain: bool) -> Answer:
-        """The whole request (runs on a worker thread, off the event loop)."""
-        t0 = time.perf_counter()
-        bundle = self.slot.current
-        self.check_k(bundle, k)
-        if len(session) > self.config.limits.max_session_items:
+        """One request (raises :class:`RequestError`); the server batches through
+        :meth:`recommend_many` instead."""
+        answer = self.recommend_many([Ask(user, session, k, explain)])[0]
+        if isinstance(answer, RequestError):
+            raise answer
+        return answer
+
+    def _prepare(self, bundle: Bundle, ask: Ask) -> tuple[Variant, np.ndarray, int]:
+        self.check_k(bundle, ask.k)
+        if len(ask.session) > self.config.limits.max_session_items:
             raise RequestError(
-                f"session has {len(session)} items; at most limits.max_session_items="
+                f"session has {len(ask.session)} items; at most limits.max_session_items="
                 f"{self.config.limits.max_session_items}"
             )
-        variant: Variant = self.assigner.assign(user)
-        history, ignored = self.history(bundle, user, session)
-        timings = {"l1": 0.0, "l2": 0.0, "rerank": 0.0}
-        if len(history) == 0:
-            fallback: str | None = "popular"
-            ids = bundle.popular(k)
-            scores = bundle.popularity[ids].astype(np.float64)
-            explanations: list[dict[str, Any]] = [
-                {"why": "popular: no session history for this user"} for _ in ids
-            ]
-        else:
-            fallback = None
-            rec = bundle.pipeline_for(variant.reranker).recommend(history, k)
-            keep = np.asarray(rec.items) >= 0  # FAISS pads with -1: never shown
-            ids, scores = np.asarray(rec.items)[keep], np.asarray(rec.scores)[keep]
-            explanations = [e for e, kept in zip(rec.explanations, keep, strict=False) if kept]
-            timings = {"l1": rec.l1_ms, "l2": rec.l2_ms, "rerank": rec.rerank_ms}
+        history, ignored = self.history(bundle, ask.user, ask.session)
+        return self.assigner.assign(ask.user), history, ignored
+
+    def recommend_many(self, asks: Sequence[Ask]) -> list[Answer | RequestError]:
+        """A micro-batch of requests, all served by the bundle current at its start: one L1
+        search and one L2 pass per distinct ``k``; each request's own variant re-ranks it."""
+        t0 = time.perf_counter()
+        bundle = self.slot.current
+        out: list[Answer | RequestError | None] = [None] * len(asks)
+        groups: dict[int, list[tuple[int, Variant, np.ndarray, int]]] = {}
+        for n, ask in enumerate(asks):
+            try:
+                variant, history, ignored = self._prepare(bundle, ask)
+            except RequestError as exc:
+                out[n] = exc
+                continue
+            if len(history) == 0:
+                ids = bundle.popular(ask.k)
+                why = [{"why": "popular: no session history for this user"} for _ in ids]
+                timings = {"l1": 0.0, "l2": 0.0, "rerank": 0.0}
+                out[n] = self._answer(
+                    bundle,
+                    ask,
+                    variant,
+                    ids,
+                    bundle.popularity[ids],
+                    why,
+                    timings,
+                    ignored,
+                    "popular",
+                    t0,
+                )
+            else:
+                groups.setdefault(ask.k, []).append((n, variant, history, ignored))
+        for k, members in groups.items():
+            pipelines = [bundle.pipeline_for(v.reranker) for _, v, _, _ in members]
+            recs = recommend_batch(pipelines, [h for _, _, h, _ in members], k)
+            for (n, variant, _, ignored), rec in zip(members, recs, strict=True):
+                keep = np.asarray(rec.items) >= 0  # FAISS pads with -1: never shown
+                why = [e for e, kept in zip(rec.explanations, keep, strict=False) if kept]
+                timings = {"l1": rec.l1_ms, "l2": rec.l2_ms, "rerank": rec.rerank_ms}
+                ids, scores = np.asarray(rec.items)[keep], np.asarray(rec.scores)[keep]
+                out[n] = self._answer(
+                    bundle, asks[n], variant, ids, scores, why, timings, ignored, None, t0
+                )
+        return [a for a in out if a is not None]
+
+    def _answer(
+        self,
+        bundle: Bundle,
+        ask: Ask,
+        variant: Variant,
+        ids: np.ndarray,
+        scores: np.ndarray,
+        explanations: list[dict[str, Any]],
+        timings: dict[str, float],
+        ignored: int,
+        fallback: str | None,
+        t0: float,
+    ) -> Answer:
         items = []
         for n, (item, score) in enumerate(zip(ids, scores, strict=True)):
             entry: dict[str, Any] = {"item": str(bundle.item_ids[item]), "score": float(score)}
-            if explain and n < len(explanations):
+            if ask.explain and n < len(explanations):
                 entry["why"] = json.loads(json.dumps(explanations[n], default=_plain))
             items.append(entry)
         timings["total"] = (time.perf_counter() - t0) * 1e3
@@ -205,8 +269,8 @@ class Service:
         for stage, ms in timings.items():
             self.metrics.stage_seconds.labels(stage, *labels).observe(ms / 1e3)
         self.metrics.recommendations.labels(*labels, fallback or "none").inc()
-        if user is not None:
-            self._impression(user, variant.name, bundle.version, [e["item"] for e in items])
+        if ask.user is not None:
+            self._impression(ask.user, variant.name, bundle.version, [e["item"] for e in items])
         return Answer(items, variant.name, bundle.version, timings, fallback, ignored)
 
     def _impression(self, user: str, variant: str, version: str, items: list[str]) -> None:
@@ -224,6 +288,7 @@ class Service:
             self.impressions.flush()
 
     def close(self) -> None:
+        self.batcher.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.loader.shutdown(wait=False, cancel_futures=True)
         self.events.close()

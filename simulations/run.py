@@ -124,7 +124,7 @@ def objective_value(cfg: DictConfig, rows: list[dict[str, Any]]) -> float:
     (central), the last round (federated), the two-tier system (pipeline)."""
     metric = str(cfg.objective.metric)
     trained = [r for r in rows if r.get("round") != "central"]
-    if cfg.mode == "central":
+    if cfg.mode in ("central", "stream"):
         main = rows[0]
     elif cfg.mode == "federated":
         main = trained[-1]
@@ -160,9 +160,9 @@ def table_columns(ks: list[int]) -> list[str]:
 def run(cfg: DictConfig, output_dir: Path | None = None) -> list[dict[str, Any]]:
     """Run one configured experiment; returns the result rows (one per model)."""
     np.random.seed(int(cfg.seed))
-    if cfg.mode not in ("central", "federated", "pipeline"):
+    if cfg.mode not in ("central", "federated", "pipeline", "stream"):
         raise ConfigError(
-            f"mode={cfg.mode!r} is not known; expected 'pipeline', 'central' or 'federated'"
+            f"mode={cfg.mode!r} is not known; expected 'pipeline', 'central', 'federated' or 'stream'"
         )
     t0 = time.perf_counter()
     dataset, data_path = load_with_path(
@@ -177,6 +177,10 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> list[dict[str, Any]]
         from simulations.pipeline import run_pipeline
 
         return run_pipeline(cfg, dataset, data_path, output_dir)
+    if cfg.mode == "stream":
+        from simulations.streaming import run_stream
+
+        return run_stream(cfg, dataset, data_path, output_dir)
     split = make_split(dataset, cfg.split)
     summary = dataset.summary()
     log.info("dataset %s: %s (%.2fs)", dataset.name, summary, load_s)

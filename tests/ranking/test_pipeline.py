@@ -147,3 +147,33 @@ def test_a_reranker_is_the_third_stage_and_explains_each_item(scorer):
     np.testing.assert_array_equal(
         order(neural.score(hs, np.arange(3))), order(plain.score(hs, np.arange(3)))
     )
+
+
+def test_a_micro_batch_answers_each_request_as_a_single_request_would(scorer):
+    from ranking.data import Catalog
+    from ranking.hybrid import build_reranker
+    from ranking.pipeline import recommend_batch
+    from ranking.rules import RerankContext
+
+    catalog = Catalog(
+        ids=np.array([f"i{n}" for n in range(N_ITEMS)]),
+        text=np.array([""] * N_ITEMS),
+        category=np.arange(N_ITEMS) % 3,
+        category_names=("a", "b", "c"),
+    )
+    context = RerankContext.from_catalog(catalog, popularity=np.arange(N_ITEMS, dtype=float))
+    requests = histories() + [np.array([4]), np.array([10, 11, 12, 13])]
+    base = TwoTierPipeline(FixedCandidates(width=8), scorer, n_candidates=16)
+    blend = base.with_reranker(
+        build_reranker({"name": "blend", "weights": {"l2": 1.0, "popularity": 0.5}}), context
+    )
+    pipelines = [base if n % 2 else blend for n in range(len(requests))]
+    batch = recommend_batch(pipelines, requests, k=5)
+    for pipeline, history, got in zip(pipelines, requests, batch, strict=True):
+        alone = pipeline.recommend(history, k=5)
+        np.testing.assert_allclose(got.scores, alone.scores, rtol=1e-5, atol=1e-5)
+        assert got.items.tolist() == alone.items.tolist()
+        assert (got.reranked is None) == (pipeline.reranker is None)
+    with pytest.raises(ConfigError, match="share one L1 and one L2"):
+        other = TwoTierPipeline(FixedCandidates(), scorer, 16)
+        recommend_batch([base, other], requests[:2], k=5)
