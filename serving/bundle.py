@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from encoders.storage import atomic_directory, config_key
-from ranking.checkpoint import read_manifest, write_manifest
+from ranking.manifest import read_manifest, write_manifest
 from ranking.data import Catalog
 from ranking.errors import ConfigError, DataError
 from ranking.hybrid import Reranker, build_reranker

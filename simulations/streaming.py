@@ -8,8 +8,9 @@
    event, test then train: the service recommends for the event's user (k = 10), the event is a
    hit when its item is in that list (prequential HR@10), then the event is ingested.
 3. A :class:`simulations.drift.DriftMonitor` watches the windowed HR@10 and the category mix.
-   When it triggers (and ``stream.retrain``), the L2 model is retrained by ``stream.retrain_rounds``
-   Flower rounds (the ``fl/`` group's strategy, one user per client) on the last
+   When it triggers (and ``stream.retrain``), ``stream.retrain_after`` events later (so that the
+   training window holds data from after the change), the L2 model is retrained by
+   ``stream.retrain_rounds`` Flower rounds (the ``fl/`` group's strategy, one user per client) on the last
    ``stream.recent_events`` events, warm-started from the live model (``init_checkpoint``); the
    result is exported as a new bundle and swapped in while the stream goes on.
 
@@ -24,6 +25,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -121,6 +123,8 @@ def run_stream(
     if "kind" not in cfg.model:
         raise ConfigError("mode=stream serves a sequence model (model=sasrec|gru4rec|...)")
     out = output_dir or Path(cfg.paths.cache_dir) / "stream-run"
+    for stale in [out / "service", out / "bundles", *out.glob("retrain-*")]:
+        shutil.rmtree(stale, ignore_errors=True)  # a rerun into this directory starts afresh
     full = dataset.interactions
     order = np.argsort(full.timestamp, kind="stable")
     n_warm = int(len(order) * float(s.warmup_fraction))
@@ -163,6 +167,8 @@ def run_stream(
     stream = ReplaySource(full.take(live_rows), catalog)
     series: list[dict[str, Any]] = []
     retrains: list[dict[str, Any]] = []
+    alarms: list[dict[str, Any]] = []
+    pending: dict[str, Any] | None = None
     hits = np.zeros(len(live_rows), dtype=bool)
     gains = np.zeros(len(live_rows))  # prequential NDCG@10: 1 / log2(rank + 2) of the event's item
     seen = np.concatenate([order[:n_warm], live_rows])  # rows in stream order
@@ -186,42 +192,31 @@ def run_stream(
                     "model_version": answer.model_version,
                 }
             )
-        if state.trigger and s.retrain:
-            recent = window_log(
-                full, seen[max(0, n_warm + n + 1 - int(s.recent_events)) : n_warm + n + 1]
-            )
-            log.info(
-                "drift at event %d (%s): retraining on %d events", n, state.trigger, len(recent)
-            )
+        if state.trigger:
+            alarm = {"event": n, "time": event["ts"], "trigger": state.trigger}
+            alarms.append(alarm)
+            log.info("drift alarm at event %d: %s", n, state.trigger)
+            if s.retrain:
+                pending = alarm  # retrain once stream.retrain_after more events have arrived
+            else:
+                retrains.append({**alarm, "retrained_at": None, "seconds": 0.0, "version": None})
+            monitor.reset(monitor.training - 1.0)  # keep watching from here
+        if pending is not None and n - pending["event"] >= int(s.retrain_after):
+            end = n_warm + n + 1
+            recent = window_log(full, seen[max(0, end - int(s.recent_events)) : end])
             seconds = retrain(cfg, models, recent, len(retrains) + 1)
             models.version += 1
-            bundle = models.export(full.take(seen[: n_warm + n + 1]).item_counts())
+            bundle = models.export(full.take(seen[:end]).item_counts())
             asyncio.run(service.swap(str(bundle)))
             monitor.reset(category_counts(recent, catalog.category, n_categories))
             retrains.append(
-                {
-                    "event": n,
-                    "time": event["ts"],
-                    "trigger": state.trigger,
-                    "seconds": seconds,
-                    "version": f"v{models.version}",
-                }
+                {**pending, "retrained_at": n, "seconds": seconds, "version": f"v{models.version}"}
             )
-        elif state.trigger:
-            monitor.reset(monitor.training - 1.0)  # no retraining: note the drift, keep watching
-            retrains.append(
-                {
-                    "event": n,
-                    "time": event["ts"],
-                    "trigger": state.trigger,
-                    "seconds": 0.0,
-                    "version": None,
-                }
-            )
+            pending = None
     service.close()
     times = full.timestamp[live_rows]
     np.savez(out / "stream_outcomes.npz", time=times, hit=hits, gain=gains)
-    return finish(cfg, out, hits, gains, series, retrains, dataset)
+    return finish(cfg, out, hits, gains, series, retrains, alarms, dataset)
 
 
 def finish(
@@ -231,6 +226,7 @@ def finish(
     gains: np.ndarray,
     series: list[dict[str, Any]],
     retrains: list[dict[str, Any]],
+    alarms: list[dict[str, Any]],
     dataset: Dataset,
 ) -> list[dict[str, Any]]:
     half = len(hits) // 2
@@ -241,7 +237,7 @@ def finish(
         "ndcg@10": float(gains.mean()),
         "hr@10_first_half": float(hits[:half].mean()),
         "hr@10_second_half": float(hits[half:].mean()),
-        "drift_alarms": len(retrains),
+        "drift_alarms": len(alarms),
         "swaps": sum(r["version"] is not None for r in retrains),
     }
     print_table(
@@ -250,13 +246,18 @@ def finish(
         columns=list(row),
     )
     if retrains:
-        print_table("drift alarms", retrains, columns=["event", "trigger", "seconds", "version"])
+        print_table(
+            "drift alarms",
+            retrains,
+            columns=["event", "trigger", "retrained_at", "seconds", "version"],
+        )
     plot_series(out / "online_hr.png", {row["system"]: (series, retrains)})
     result = {
         "config": OmegaConf.to_container(cfg, resolve=True),
         "results": [row],
         "series": series,
         "retrains": retrains,
+        "alarms": alarms,
     }
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=2, default=float))
     return [row]
@@ -277,7 +278,7 @@ def plot_series(
         (line,) = ax.plot([r["event"] for r in rows], [r["hr@10"] for r in rows], label=name)
         for r in retrains:
             if r["version"] is not None:
-                ax.axvline(r["event"], color=line.get_color(), linestyle=":", alpha=0.7)
+                ax.axvline(r["retrained_at"], color=line.get_color(), linestyle=":", alpha=0.7)
     ax.set_xlabel("live events since go-live")
     ax.set_ylabel("prequential HR@10 (sliding window)")
     ax.legend(loc="lower left")

@@ -35,6 +35,11 @@ TINY = [
     "fl.heldout_fraction=0.2",
     "train.epochs=1",
     "train.progress=false",
+    "stream.max_events=200",
+    "stream.window=50",
+    "stream.initial_epochs=1",
+    "stream.retrain_rounds=1",
+    "stream.log_every=10",
 ]
 NEEDS_SHARED_DATA = ("dataset=ml100k", "dataset=ml1m", "dataset=ml100k_raw")
 
