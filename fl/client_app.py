@@ -31,6 +31,7 @@ from fl.compression import (
     payload_bytes,
     touched_rows_from_sequences,
 )
+from fl.device_rules import DeviceRules, LocalState, recent_history, today_utc
 from fl.settings import FederatedSettings
 from fl.strategies import UNIT_WEIGHT
 from fl.task import (
@@ -80,6 +81,16 @@ def _chosen(seed: int, round_: int, pid: int, fraction: float, salt: int) -> boo
     if fraction <= 0:
         return False
     return bool(np.random.default_rng([seed, round_, pid, salt]).random() < fraction)
+
+
+def unavailable(settings: FederatedSettings, round_: int, pid: int) -> str | None:
+    """The simulated device is unavailable this round (``availability``, ``availability-pattern``)."""
+    p = settings.availability
+    if settings.availability_pattern == "diurnal":
+        p *= (1 + np.cos(2 * np.pi * round_ / 24)) / 2
+    if p >= 1 or not _chosen(settings.seed, round_, pid, 1 - p, salt=3):
+        return None
+    return f"simulated device unavailable (availability {p:.2f})"
 
 
 def _is_byzantine(seed: int, pid: int, fraction: float) -> bool:
@@ -144,6 +155,19 @@ def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
         settings = settings_for(base, context, msg)
         round_ = int(msg.content["config"].get("server-round", 0))
         interactions, pid, n_items = client_interactions(settings, context)
+        rules = DeviceRules.from_node_config(context.node_config)
+        local = LocalState.load(rules.state_dir)
+        today = today_utc()
+        reason = rules.decline_reason(local, today) or unavailable(settings, round_, pid)
+        if reason is not None:  # a normal outcome: the server counts it apart from failures
+            local.record(round_, today, declined=True)
+            log.info("client %s declines round %d: %s", pid, round_, reason)
+            declined = MetricRecord({"declined": 1, "num-examples": 0, "partition-id": pid})
+            return Message(RecordDict({"metrics": declined}), reply_to=msg)
+        if rules.max_threads is not None:
+            torch.set_num_threads(rules.max_threads)
+        if rules.max_history is not None:
+            interactions = recent_history(interactions, rules.max_history)
         if _chosen(settings.seed, round_, pid, settings.drop_fraction, salt=1):
             raise SimulatedCrash(
                 f"client {pid} crashed in round {round_} (drop-fraction={settings.drop_fraction})"
@@ -175,8 +199,15 @@ def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
             else None
         )
         result = train_epochs(
-            network, sequences, cfg, settings.local_epochs, penalty=penalty, optimizer=optimizer
+            network,
+            sequences,
+            cfg,
+            settings.local_epochs,
+            penalty=penalty,
+            optimizer=optimizer,
+            max_steps=rules.max_local_steps,
         )
+        local.record(round_, today, steps=int(result["steps"]))
         new_state = get_state(network)
         if _is_byzantine(settings.seed, pid, settings.byzantine_fraction):
             delta = byzantine(

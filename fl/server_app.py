@@ -2,7 +2,8 @@
 
 Each round the strategy (``fl/strategies.py``) samples clients and sends them the global weights;
 the replies are checked (:func:`fl.validation.check_update`: NaN/Inf, wrong keys or shapes are
-rejected and logged, never aggregated), crashed or timed-out clients are dropped for the round,
+rejected and logged, never aggregated), crashed or timed-out clients are dropped for the round
+(a device that declines, ``fl.device_rules``, is counted as ``declined``, not as a failure),
 and the update is aggregated when at least ``min-train-nodes`` valid replies arrived:
 
 * dense updates by the strategy itself (FedAvg, FedProx, FedAdam, FedYogi, FedAvgM, Krum,
@@ -139,6 +140,10 @@ def _decode_replies(
         if reply.has_error():
             dropped.append({"node": node, "reason": reply.error.reason[:200]})
             continue
+        metrics = reply.content.metric_records.get("metrics")
+        if metrics is not None and metrics.get("declined"):  # the device sat this round out
+            dropped.append({"node": node, "reason": "declined", "declined": True})
+            continue
         try:
             payload = from_array_record(reply.content["arrays"])
             decoded = decode_update(payload, global_state)
@@ -241,7 +246,8 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
             "round": round_,
             "sampled": len(messages),
             "accepted": len(accepted),
-            "dropped": len(dropped),
+            "dropped": sum(not d.get("declined") for d in dropped),
+            "declined": sum(bool(d.get("declined")) for d in dropped),
             "rejected": len(rejected),
             "aggregated": aggregated,
             "train_loss": (

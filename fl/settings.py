@@ -78,6 +78,10 @@ class FederatedSettings:
     byzantine_fraction: float = 0.0
     byzantine_mode: str = "signflip"
     byzantine_factor: float = 1.0
+    # simulated device availability: the chance that a sampled device takes part in a round
+    # (constant, or diurnal: times (1 + cos(2 pi round / 24)) / 2, a day of 24 rounds)
+    availability: float = 1.0
+    availability_pattern: str = "constant"
     # outputs
     run_dir: str = ""
     eval_every: int = 1
@@ -118,6 +122,12 @@ class FederatedSettings:
                     "scale or signflip",
                 ),
                 ("eval_every", self.eval_every >= 1, ">= 1"),
+                ("availability", 0 < self.availability <= 1, "(0, 1]"),
+                (
+                    "availability_pattern",
+                    self.availability_pattern in ("constant", "diurnal"),
+                    "constant or diurnal",
+                ),
             ],
             self,
         )

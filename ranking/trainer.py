@@ -84,6 +84,7 @@ def train_epochs(
     rng: np.random.Generator | int | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     penalty: Callable[[nn.Module], torch.Tensor] | None = None,
+    max_steps: int | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` in place for ``epochs`` epochs of next-item prediction on ``sequences``.
 
@@ -153,6 +154,8 @@ def train_epochs(
         total, weight = 0.0, 0
         order = torch.from_numpy(rng.permutation(n_windows))
         for lo in range(0, n_windows, cfg.batch_size):
+            if max_steps is not None and steps >= max_steps:
+                break  # a device's cap on local work (fl.device_rules)
             idx = order[lo : lo + cfg.batch_size]
             x = inputs_t[idx].to(device, non_blocking=True)
             y = targets_t[idx].to(device, non_blocking=True)

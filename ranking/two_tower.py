@@ -148,10 +148,13 @@ class TwoTowerRetriever:
             self.make_index = lambda dim: FaissIndex(dim, **settings)
         self.index: FaissIndex | None = None
         self.history: list[dict[str, Any]] = []
+        self.seen_counts: np.ndarray | None = None
 
     def fit(self, train: Interactions, epochs: int | None = None) -> TwoTowerRetriever:
         """Train both towers on ``train`` and (re)build the FAISS index."""
         self.network.item_emb.frozen = None  # the towers change: the inference table is stale
+        if self.item_tower.id_embedding is not None:
+            self.item_tower.id_present.fill_(True)  # every ID trains; the unseen are masked after
         counts = train.item_counts()
         sequences = train.sequences()
         optimizer = make_optimizer(self.network, self.cfg)
@@ -173,8 +176,10 @@ class TwoTowerRetriever:
                 optimizer=optimizer,
             )
             self.history.append({k: v for k, v in result.items() if k != "epoch_losses"})
-        # No interaction evidence, no ID information: untouched items are served by content only.
-        self.item_tower.mark_id_absent(torch.from_numpy(np.flatnonzero(counts == 0)))
+        # No interaction evidence, no ID information: items no fit has seen are served by content
+        # only (a later fit on a recent window keeps the ID vectors that earlier fits trained).
+        self.seen_counts = counts if self.seen_counts is None else self.seen_counts + counts
+        self.item_tower.mark_id_absent(torch.from_numpy(np.flatnonzero(self.seen_counts == 0)))
         self.build_index()
         return self
 

@@ -100,8 +100,11 @@ class LiveModels:
 
 
 def retrain(cfg: DictConfig, models: LiveModels, recent: Interactions, n: int) -> float:
-    """Federated fine-tuning of the live L2 on ``recent``; returns the seconds it took."""
+    """Federated fine-tuning of the live L2 on ``recent`` (and, with ``stream.retrain_l1_epochs``,
+    further central epochs of the L1 towers on it, index rebuilt); returns the seconds it took."""
     t0 = time.perf_counter()
+    if int(cfg.stream.retrain_l1_epochs) > 0:
+        models.retriever.fit(recent, epochs=int(cfg.stream.retrain_l1_epochs))
     out = models.out / f"retrain-{n}"
     window = Dataset(f"{models.dataset.name}-window{n}", models.dataset.catalog, recent)
     save_dataset(window, out / "window.npz")
