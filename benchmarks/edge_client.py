@@ -8,6 +8,10 @@ served by ``fl.device_model.DeviceRecommender`` (onnxruntime, 1 thread, batch 1)
 of a random history of 1-50 items, pinned to one core with ``taskset`` when available.
 
     python benchmarks/edge_client.py          # writes benchmarks/results/edge_client.json
+    python benchmarks/edge_client.py --client-venv ~/tandem-client   # adds install sizes
+
+``--client-venv`` names an environment holding the client install (``pip install .`` without
+extras, CPU torch); its size on disk is compared with this (full) environment's.
 """
 
 from __future__ import annotations
@@ -59,10 +63,32 @@ def import_cost(module: str) -> tuple[float, list[str]]:
     return statistics.median(r[0] for r in runs), runs[0][1]
 
 
+def size_mb(path: str | Path) -> float:
+    out = subprocess.run(["du", "-sm", str(path)], capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[0])
+
+
 def main() -> None:
     if shutil.which("taskset") and "--pinned" not in sys.argv:
-        os.execvp("taskset", ["taskset", "-c", "0", sys.executable, __file__, "--pinned"])
+        os.execvp(
+            "taskset", ["taskset", "-c", "0", sys.executable, __file__, "--pinned", *sys.argv[1:]]
+        )
     rows = []
+    if "--client-venv" in sys.argv:
+        client = sys.argv[sys.argv.index("--client-venv") + 1]
+        for name, env in (
+            ("client install (base, CPU torch)", client),
+            ("full install", sys.prefix),
+        ):
+            rows.append(
+                {
+                    "dataset": "-",
+                    "method": name,
+                    "setting": "du -sm of the venv",
+                    "install_mb": size_mb(env),
+                }
+            )
+            print(rows[-1], flush=True)
     for name, module in MODULES.items():
         seconds, loaded = import_cost(module)
         rows.append(

@@ -1,4 +1,5 @@
-"""Processes started by the Flower tests: free ports, tagging and guaranteed cleanup."""
+"""Processes started by the Flower tests: free ports, tagging, guaranteed cleanup, a cluster of
+real Flower processes and the per-node data files they train on."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 TAG = "TANDEM_FLWR_TEST"
@@ -93,3 +96,100 @@ def completed_rounds(
     rows = read_rounds(run_dir)
     assert [r["round"] for r in rows] == [0, 1], context
     return rows
+
+
+def _tail(path: Path, n: int = 40) -> str:
+    if not path.exists():
+        return f"({path} missing)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+
+
+class Cluster:
+    """Processes started in their own sessions, with a shared marker in their environment."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tag = uuid.uuid4().hex
+        self.popens: list[subprocess.Popen] = []
+        self.logs: dict[str, Path] = {}
+
+    def env(self, home: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",  # SuperExecs are started by name
+            FLWR_HOME=str(home),
+            FLWR_DISABLE_UPDATE_CHECK="1",
+            FLWR_TELEMETRY_ENABLED="0",
+            **{TAG: self.tag},
+        )
+        return env
+
+    def start(self, name: str, command: list[str], home: Path) -> subprocess.Popen:
+        log = self.root / f"{name}.log"
+        self.logs[name] = log
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                command,
+                cwd=self.root,
+                env=self.env(home),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.popens.append(proc)
+        return proc
+
+    def cli(self, args: list[str], home: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / "flwr"), *args],
+            cwd=self.root,
+            env=self.env(home),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def context(self) -> str:
+        return "\n\n".join(f"--- {name}:\n{_tail(log)}" for name, log in self.logs.items())
+
+    def stop(self) -> list[int]:
+        return stop_tagged(self.tag, self.popens)
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"process exited with {proc.returncode} before listening on {port}"
+            )
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing listens on port {port} after {timeout}s")
+
+
+def write_node_data(root: Path) -> tuple[Path, list[Path]]:
+    """The whole dataset (the server's) and the training users split in two (one file per node)."""
+    from fl.settings import FederatedSettings
+    from fl.task import task_data
+    from ranking.data.dataset import Dataset
+    from ranking.storage import save_dataset
+    from simulations.datasets.synthetic import generate_world
+
+    dataset = generate_world(n_items=150, n_users=90, seed=0).dataset
+    whole = root / "data.npz"
+    save_dataset(dataset, whole)
+    train = task_data(FederatedSettings(data_path=str(whole), heldout_fraction=0.3)).train
+    nodes = []
+    for i, users in enumerate(np.array_split(np.unique(train.user), 2)):
+        local = Dataset(
+            name=f"node{i}",
+            catalog=dataset.catalog,
+            interactions=train.take(np.isin(train.user, users)),
+        )
+        path = root / f"node{i}.npz"
+        save_dataset(local, path)
+        nodes.append(path)
+    return whole, nodes

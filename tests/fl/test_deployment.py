@@ -11,123 +11,25 @@ started (and everything they started: SuperExecs, the ServerApp, the ClientApps)
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
 import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
 
-import numpy as np
 import pytest
-from processes import TAG, completed_rounds, free_port, require_commands, stop_tagged
+from processes import (
+    Cluster,
+    completed_rounds,
+    free_port,
+    require_commands,
+    wait_for_port,
+    write_node_data,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 pytestmark = require_commands("flwr", "flower-superlink", "flower-supernode")
-
-
-def _tail(path: Path, n: int = 40) -> str:
-    if not path.exists():
-        return f"({path} missing)"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-
-
-class Cluster:
-    """Processes started in their own sessions, with a shared marker in their environment."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.tag = uuid.uuid4().hex
-        self.popens: list[subprocess.Popen] = []
-        self.logs: dict[str, Path] = {}
-
-    def env(self, home: Path) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",  # SuperExecs are started by name
-            FLWR_HOME=str(home),
-            FLWR_DISABLE_UPDATE_CHECK="1",
-            FLWR_TELEMETRY_ENABLED="0",
-            **{TAG: self.tag},
-        )
-        return env
-
-    def start(self, name: str, command: list[str], home: Path) -> subprocess.Popen:
-        log = self.root / f"{name}.log"
-        self.logs[name] = log
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                command,
-                cwd=self.root,
-                env=self.env(home),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.popens.append(proc)
-        return proc
-
-    def cli(self, args: list[str], home: Path, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(BIN / "flwr"), *args],
-            cwd=self.root,
-            env=self.env(home),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    def context(self) -> str:
-        return "\n\n".join(f"--- {name}:\n{_tail(log)}" for name, log in self.logs.items())
-
-    def stop(self) -> list[int]:
-        return stop_tagged(self.tag, self.popens)
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"process exited with {proc.returncode} before listening on {port}"
-            )
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"nothing listens on port {port} after {timeout}s")
-
-
-# ---- data ------------------------------------------------------------------------------------
-
-
-def _write_data(root: Path) -> tuple[Path, list[Path]]:
-    """The whole dataset (the server's) and the training users split in two (one file per node)."""
-    from fl.settings import FederatedSettings
-    from fl.task import task_data
-    from ranking.data.dataset import Dataset
-    from ranking.storage import save_dataset
-    from simulations.datasets.synthetic import generate_world
-
-    dataset = generate_world(n_items=150, n_users=90, seed=0).dataset
-    whole = root / "data.npz"
-    save_dataset(dataset, whole)
-    train = task_data(FederatedSettings(data_path=str(whole), heldout_fraction=0.3)).train
-    nodes = []
-    for i, users in enumerate(np.array_split(np.unique(train.user), 2)):
-        local = Dataset(
-            name=f"node{i}",
-            catalog=dataset.catalog,
-            interactions=train.take(np.isin(train.user, users)),
-        )
-        path = root / f"node{i}.npz"
-        save_dataset(local, path)
-        nodes.append(path)
-    return whole, nodes
 
 
 # ---- the test --------------------------------------------------------------------------------
@@ -149,7 +51,7 @@ def test_superlink_with_tls_and_authenticated_supernodes_runs_a_round(tmp_path):
         timeout=60,
     )
     assert made.returncode == 0, made.stderr
-    whole, node_files = _write_data(tmp_path)
+    whole, node_files = write_node_data(tmp_path)
     run_dir = tmp_path / "run"
     port = free_port()
 
@@ -184,7 +86,7 @@ def test_superlink_with_tls_and_authenticated_supernodes_runs_a_round(tmp_path):
             ],
             home,
         )
-        _wait_for_port(port, superlink)
+        wait_for_port(port, superlink)
 
         for i in (1, 2):  # supernode-3 stays unregistered
             registered = cluster.cli(

@@ -123,3 +123,22 @@ def test_bad_service_settings_name_the_key(bundles, tmp_path: Path, override, sa
     with pytest.raises(ConfigError, match=says):
         config = load_service_config(None, [f"event_log={tmp_path / 'e.log'}", override])
         Service(bundles["v1"], config)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--bundle", "/no/such/bundle"], "/no/such/bundle"),
+        (["--bundle", "{v1}", "sessions.colour=red"], "unknown key 'sessions.colour'"),
+        (["--bundle", "{v1}", "port"], "not key=value"),
+    ],
+)
+def test_tandem_serve_exits_2_naming_a_bad_bundle_or_setting(bundles, tmp_path, args, says):
+    import subprocess
+    import sys
+
+    args = [a.format(v1=bundles["v1"]) for a in args] + [f"event_log={tmp_path / 'e.log'}"]
+    done = subprocess.run(
+        [sys.executable, "-m", "serving.cli", *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2 and says in done.stderr, done.stderr
