@@ -37,10 +37,10 @@ import numpy as np
 import torch
 
 from encoders.storage import atomic_directory, config_key
-from ranking.manifest import read_manifest, write_manifest
 from ranking.data import Catalog
 from ranking.errors import ConfigError, DataError
 from ranking.hybrid import Reranker, build_reranker
+from ranking.manifest import read_manifest, write_manifest
 from ranking.pipeline import TwoTierPipeline
 from ranking.recommender import SequenceRecommender, load_recommender
 from ranking.retrieval import FaissIndex
