@@ -58,7 +58,7 @@ def main() -> None:
     smoke += ["stream.initial_epochs=3"]
     out = Path(args.out)
     work = ROOT / ".cache" / "tandem" / "bench" / ("drift-smoke" if args.smoke else "drift")
-    rows, curves = [], {}
+    rows, curves, drift_event = [], {}, None
     for name, overrides in RUNS.items():
         with initialize_config_dir(str(ROOT / "conf"), version_base=None):
             cfg = compose(
@@ -101,10 +101,12 @@ def main() -> None:
                 "seconds": seconds,
             }
         )
-        curves[name] = (metrics["series"], metrics["retrains"])
+        curves[name] = (outcomes["hit"], metrics["retrains"])
+        drift_event = int(np.searchsorted(outcomes["time"], drift_at))
         print(json.dumps(rows[-1]), flush=True)
     suffix = "_smoke" if args.smoke else ""
-    plot_series(out / f"drift_online_hr{suffix}.png", curves)
+    window = 300 if args.smoke else 1000
+    plot_series(out / f"drift_online_hr{suffix}.png", curves, window, drift_event)
     (out / f"drift_retraining{suffix}.json").write_text(json.dumps(rows, indent=2))
     cols = ["method", "hr@10", "hr@10_before_drift", "hr@10_after_drift", "drift_alarms", "swaps"]
     print(" | ".join(cols))

@@ -123,8 +123,9 @@ class RedisStreamSource:
             if not fields:  # deleted from the stream while pending
                 continue
             missing = [k for k in ("user", "item") if k not in fields]
+            event: Event = dict(fields)
             try:
-                event = {**fields, "ts": float(fields.get("ts", "nan"))}
+                event["ts"] = float(fields["ts"]) if "ts" in fields else None
             except ValueError:
                 missing.append("ts (a number)")
             if missing:

@@ -254,7 +254,7 @@ def finish(
             retrains,
             columns=["event", "trigger", "retrained_at", "seconds", "version"],
         )
-    plot_series(out / "online_hr.png", {row["system"]: (series, retrains)})
+    plot_series(out / "online_hr.png", {row["system"]: (hits, retrains)}, int(cfg.stream.window))
     result = {
         "config": OmegaConf.to_container(cfg, resolve=True),
         "results": [row],
@@ -266,24 +266,39 @@ def finish(
     return [row]
 
 
+def rolling_hit_rate(hits: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the last ``window`` outcomes at every event (fewer at the start)."""
+    csum = np.concatenate([[0.0], np.cumsum(hits, dtype=np.float64)])
+    ends = np.arange(1, len(hits) + 1)
+    starts = np.maximum(0, ends - window)
+    return (csum[ends] - csum[starts]) / (ends - starts)
+
+
 def plot_series(
-    path: Path, runs: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]
+    path: Path,
+    runs: dict[str, tuple[np.ndarray, list[dict[str, Any]]]],
+    window: int = 1000,
+    drift_event: int | None = None,
 ) -> None:
-    """Windowed online HR@10 per run, with a tick at every retraining swap."""
+    """Online HR@10 per run (mean of the last ``window`` events' outcomes), a dotted line at every
+    retraining swap and, when given, a grey line where the world changed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4))
-    for name, (series, retrains) in runs.items():
-        rows = [r for r in series if r["event"] >= 1]
-        (line,) = ax.plot([r["event"] for r in rows], [r["hr@10"] for r in rows], label=name)
+    for name, (hits, retrains) in runs.items():
+        rate = rolling_hit_rate(np.asarray(hits, dtype=np.float64), window)
+        events = np.arange(len(rate))[window:]
+        (line,) = ax.plot(events, rate[window:], label=name)
         for r in retrains:
             if r["version"] is not None:
                 ax.axvline(r["retrained_at"], color=line.get_color(), linestyle=":", alpha=0.7)
+    if drift_event is not None:
+        ax.axvline(drift_event, color="grey", linewidth=2, alpha=0.4, label="tastes drift")
     ax.set_xlabel("live events since go-live")
-    ax.set_ylabel("prequential HR@10 (sliding window)")
+    ax.set_ylabel(f"prequential HR@10 (last {window} events)")
     ax.legend(loc="lower left")
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from ranking.errors import DataError
 from tests.serving.servers import redis_server, running
 
 
@@ -70,3 +72,30 @@ def test_two_replicas_sharing_redis_give_the_same_recommendation(bundles, tmp_pa
             )  # b never saw the event: it read the session from Redis
             assert from_a["items"] == from_b["items"]
             assert from_b["items"][0]["item"] == "item-36"
+
+
+def test_a_redis_stream_feeds_the_service_through_a_consumer_group(bundles, tmp_path: Path):
+    import redis
+
+    from serving.forward import forward
+    from serving.sources import RedisStreamSource
+
+    with (
+        redis_server(tmp_path / "redis", durable=True) as url,
+        running(bundles["v1"], tmp_path / "state") as server,
+    ):
+        client = redis.Redis.from_url(url, decode_responses=True)
+        events = [{"user": "dana", "item": f"item-{i}", "ts": float(i)} for i in (50, 51, 52)]
+        events += [{"user": f"u{n}", "item": f"item-{n % 60}", "ts": 0.0} for n in range(40)]
+        RedisStreamSource.publish(client, "events", events)
+        source = RedisStreamSource(url, "events", "service", "forwarder-1")
+        assert forward(source, server.url, batch=8, idle_seconds=1.0) == len(events)
+        assert client.xpending("events", "service")["pending"] == 0  # all acknowledged
+        out = httpx.post(f"{server.url}/recommend", json={"user": "dana", "k": 3}).json()
+        assert out["items"][0]["item"] == "item-53"
+        logged = (tmp_path / "state" / "events.log").read_text().splitlines()
+        assert len(logged) == len(events)
+        client.xadd("events", {"user": "eve", "item": "not-an-item"})
+        with pytest.raises(DataError, match="refused events \\(422\\)"):
+            forward(source, server.url, idle_seconds=1.0)
+        assert client.xpending("events", "service")["pending"] == 1  # not acknowledged: not lost
