@@ -71,6 +71,23 @@ def load_round_state(run_dir: Path) -> tuple[int, State] | None:
     return round_, state
 
 
+def replay_releases(strategy: Any, rows: list[dict[str, Any]], settings: FederatedSettings) -> None:
+    """A resumed DP run: compose the releases of the rounds before the interruption into the new
+    strategy's accountant, so that epsilon covers every release of the run, not only the new ones."""
+    from flwr.supercore.privacy_accounting import GaussianPrivacyEvent
+
+    accountant = strategy.accountant
+    for row in rows:
+        if row.get("dp_release"):
+            accountant.compose(
+                GaussianPrivacyEvent(
+                    noise_multiplier=settings.dp_noise_multiplier,
+                    sample_size=int(row["sampled"]),
+                    population_size=accountant.config.population_size,
+                )
+            )
+
+
 def warm_start_state(path: Path, fresh: State) -> State:
     """The weights of the checkpoint at ``path`` (a live model to fine-tune), checked against the
     freshly built network's keys and shapes."""
@@ -203,6 +220,8 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
     atomic_write_text(run_dir / ROUNDS, "".join(json.dumps(r) + "\n" for r in rows))
 
     strategy = make_strategy(settings, data.partition.n_clients)
+    if settings.dp_enabled and start > 0:
+        replay_releases(strategy, rows, settings)
     dense_bytes = int(sum(v.nbytes for v in state.values()))
     progress = tqdm(
         total=settings.num_rounds,
@@ -227,9 +246,16 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
                 averaged = aggregate_row_sparse(state, [(decoded, w) for _, decoded, w in accepted])
                 replies_for_strategy = [_as_reply(averaged, accepted)]
             arrays, _ = strategy.aggregate_train(round_, replies_for_strategy)
-            if (
-                arrays is not None
-            ):  # server optimizers (FedAdam...) return float64: keep the model's dtypes
+            if arrays is None:  # e.g. DP: a release needs every sampled client's update
+                aggregated = False
+                log.warning(
+                    "round %d: the strategy released no aggregate (%d of %d sampled replies "
+                    "valid): global model unchanged",
+                    round_,
+                    len(accepted),
+                    len(messages),
+                )
+            else:  # server optimizers (FedAdam...) return float64: keep the model's dtypes
                 state = {
                     k: np.asarray(v, dtype=state[k].dtype)
                     for k, v in from_array_record(arrays).items()
@@ -262,8 +288,13 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
             "rejections": rejected,
         }
         spent = strategy.privacy_spent() if hasattr(strategy, "privacy_spent") else None
-        if spent is not None:
-            row.update({"epsilon": spent.epsilon, "delta": spent.delta})
+        if spent is not None:  # every noised release is composed; a round without one adds none
+            row.update(
+                epsilon=spent.epsilon,
+                delta=spent.delta,
+                dp_release=aggregated,
+                dp_releases=spent.num_releases,
+            )
         if round_ % settings.eval_every == 0 or round_ == settings.num_rounds:
             best_before = best_round(rows)
             row.update(evaluate_round(settings, state, data.heldout))

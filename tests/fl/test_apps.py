@@ -249,3 +249,64 @@ def test_row_sparse_client_sends_its_rows_plus_the_rows_that_moved_most(settings
         rows_to_send(sparse.replace(sparse_extra_rows=0), sequences, new, old).tolist()
         == own.tolist()
     )
+
+
+def _expected_epsilon(rows, settings, n_clients: int) -> float:
+    """Epsilon of a fresh RdpAccountant that composes exactly the rows' releases."""
+    from flwr.supercore.privacy_accounting import (
+        GaussianPrivacyEvent,
+        NeighboringRelation,
+        PrivacyConfig,
+        SamplingMethod,
+    )
+    from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
+
+    accountant = RdpAccountant(
+        PrivacyConfig(
+            target_delta=settings.dp_delta,
+            population_size=n_clients,
+            neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+            sampling_method=SamplingMethod.NO_AMPLIFICATION,
+        )
+    )
+    for row in rows:
+        if row["dp_release"]:
+            accountant.compose(
+                GaussianPrivacyEvent(
+                    noise_multiplier=settings.dp_noise_multiplier,
+                    sample_size=row["sampled"],
+                    population_size=n_clients,
+                )
+            )
+    return accountant.get_privacy_spent().epsilon
+
+
+def test_dp_accounts_every_release_across_a_resume_and_none_for_a_round_without_one(
+    settings, tmp_path
+):
+    from pathlib import Path
+
+    dp = settings.replace(
+        run_dir=str(tmp_path / "dp"),
+        dp_noise_multiplier=1.0,
+        dp_clipping_norm=0.5,
+        num_rounds=3,
+        drop_fraction=0.2,  # a dropped client means no release that round (Flower's strict DP)
+    )
+    simulate(dp, num_supernodes=4)
+    simulate(dp.replace(num_rounds=5), num_supernodes=4)  # resumes after round 3
+    rows = [r for r in read_rounds(Path(dp.run_dir)) if r["round"] > 0]
+    assert [r["round"] for r in rows] == [1, 2, 3, 4, 5]
+    released = [r for r in rows if r["dp_release"]]
+    silent = [r for r in rows if not r["dp_release"]]
+    assert released and silent, rows  # this seed drops a client in some rounds, not all
+    for row in silent:
+        assert row["dropped"] > 0 and not row["aggregated"]
+    previous = 0.0
+    for row in rows:
+        assert row["dp_releases"] == sum(
+            r["dp_release"] for r in rows if r["round"] <= row["round"]
+        )
+        assert (row["epsilon"] > previous) == row["dp_release"]
+        previous = row["epsilon"]
+    assert rows[-1]["epsilon"] == pytest.approx(_expected_epsilon(rows, dp, 4), rel=1e-9)
