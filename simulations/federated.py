@@ -19,7 +19,7 @@ from fl.task import task_data
 from ranking.errors import ConfigError
 from ranking.evaluation import evaluate
 from ranking.recommender import SequenceRecommender
-from simulations.flower_sim import simulate
+from simulations.flower_sim import backend_from_cfg, simulate
 
 log = logging.getLogger("tandem")
 
@@ -71,7 +71,7 @@ def run_federated(cfg: DictConfig, data_path: Path, output_dir: Path) -> list[di
         settings.num_rounds,
         settings.strategy.name,
     )
-    simulate(settings, num_supernodes=n_clients)
+    simulate(settings, num_supernodes=n_clients, backend=backend_from_cfg(cfg))
     rows = read_rounds(run_dir)
     if not rows:
         raise ConfigError(f"the simulation wrote no rounds to {run_dir}")

@@ -3,6 +3,11 @@
 ``flwr.simulation.run_simulation`` is deprecated in favour of ``flwr run``; the Hydra entry point
 still uses it because it runs the same ServerApp/ClientApp in this process with settings baked in,
 which keeps sweeps simple. ``flwr run .`` (see the README) runs the very same apps.
+
+The Ray backend comes from the ``simulation`` section of the config (:class:`SimulationBackend`):
+CPUs and GPUs per client, the actor count on this machine, or the address of an existing Ray
+cluster, whose nodes' resources then decide how many clients train at once. A sweep that outgrows
+one machine runs on a cluster with ``simulation.ray_address=<head>:6379`` and no code change.
 """
 
 from __future__ import annotations
@@ -10,34 +15,100 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 from fl.client_app import make_client_app
 from fl.server_app import make_server_app
 from fl.settings import FederatedSettings
+from ranking.errors import ConfigError
+from ranking.typed_config import dataclass_from_mapping
 
 
-def simulate(settings: FederatedSettings, num_supernodes: int, num_cpus: int | None = None) -> None:
+@dataclass(frozen=True)
+class SimulationBackend:
+    """Where simulated clients run.
+
+    Attributes
+    ----------
+    num_cpus_per_client, num_gpus_per_client:
+        Resources each client (Ray actor) takes.
+    num_actors:
+        Local Ray only: clients training at once (Ray gets ``num_actors * num_cpus_per_client``
+        CPUs); ``None``: as many as this machine's cores allow.
+    ray_address:
+        Connect to this existing Ray cluster (``host:port`` of its head, or ``auto``) instead of
+        starting Ray here; the cluster's resources decide the actor count.
+    """
+
+    num_cpus_per_client: float = 1.0
+    num_gpus_per_client: float = 0.0
+    num_actors: int | None = None
+    ray_address: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_cpus_per_client <= 0 or self.num_gpus_per_client < 0:
+            raise ConfigError(
+                "simulation.num_cpus_per_client must be > 0 and simulation.num_gpus_per_client >= 0"
+            )
+        if self.num_actors is not None and self.num_actors < 1:
+            raise ConfigError(f"simulation.num_actors must be >= 1 or null, got {self.num_actors}")
+        if self.ray_address is not None and self.num_actors is not None:
+            raise ConfigError(
+                "simulation.num_actors applies to a local Ray only: with simulation.ray_address "
+                "the cluster's resources decide the actor count"
+            )
+
+    @classmethod
+    def from_mapping(cls, values: Any) -> SimulationBackend:
+        return dataclass_from_mapping(cls, values, "simulation")
+
+    def backend_config(self) -> dict[str, Any]:
+        """Flower's ``backend_config`` for the Ray backend."""
+        resources = {"num_cpus": self.num_cpus_per_client, "num_gpus": self.num_gpus_per_client}
+        init: dict[str, Any] = {"logging_level": logging.ERROR}
+        if self.ray_address is not None:
+            init["address"] = self.ray_address
+        else:
+            actors = self.num_actors or max(
+                1, int((os.cpu_count() or 1) / self.num_cpus_per_client)
+            )
+            init["num_cpus"] = max(1, int(round(actors * self.num_cpus_per_client)))
+            init["include_dashboard"] = False
+        return {"client_resources": resources, "init_args": init}
+
+
+def backend_from_cfg(cfg: Any) -> SimulationBackend:
+    """The ``simulation`` section of a Hydra config (defaults where it has none)."""
+    from omegaconf import OmegaConf
+
+    section = cfg.get("simulation")
+    return SimulationBackend.from_mapping(
+        OmegaConf.to_container(section, resolve=True) if section is not None else None
+    )
+
+
+def simulate(
+    settings: FederatedSettings, num_supernodes: int, backend: SimulationBackend | None = None
+) -> None:
     """Run tandem's federated apps with ``num_supernodes`` virtual clients (Ray backend)."""
-    simulate_apps(make_server_app(settings), make_client_app(settings), num_supernodes, num_cpus)
+    simulate_apps(make_server_app(settings), make_client_app(settings), num_supernodes, backend)
 
 
 def simulate_apps(
-    server_app: Any, client_app: Any, num_supernodes: int, num_cpus: int | None = None
+    server_app: Any,
+    client_app: Any,
+    num_supernodes: int,
+    backend: SimulationBackend | None = None,
 ) -> None:
     """Run any ServerApp / ClientApp pair (e.g. the SecAgg+ pair) in the Simulation Runtime."""
     from flwr.simulation import run_simulation
 
-    cpus = num_cpus or os.cpu_count() or 1
-    backend_config = {
-        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-        "init_args": {"num_cpus": cpus, "include_dashboard": False, "logging_level": logging.ERROR},
-    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         run_simulation(
             server_app=server_app,
             client_app=client_app,
             num_supernodes=num_supernodes,
-            backend_config=backend_config,
+            backend_config=(backend or SimulationBackend()).backend_config(),
         )

@@ -40,7 +40,7 @@ from ranking.two_tower import TwoTowerRetriever, l1_recall
 from serving.bundle import export_bundle
 from simulations.content import content_parts
 from simulations.federated import federated_settings
-from simulations.flower_sim import simulate
+from simulations.flower_sim import backend_from_cfg, simulate
 from simulations.report import print_table
 from simulations.rerank_eval import evaluate_rerankers
 
@@ -137,7 +137,7 @@ def trained_models(
         shutil.copytree(cache / "fl", run_dir, dirs_exist_ok=True)
         log.info("federated L2 reused from %s", cache / "fl")
     else:
-        simulate(settings, num_supernodes=data.partition.n_clients)
+        simulate(settings, num_supernodes=data.partition.n_clients, backend=backend_from_cfg(cfg))
         with atomic_directory(cache / "fl") as tmp:
             shutil.copytree(run_dir, tmp, dirs_exist_ok=True)
     seconds["l2_federated"] = time.perf_counter() - t0

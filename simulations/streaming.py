@@ -47,7 +47,7 @@ from serving.state import Service
 from simulations.content import content_parts
 from simulations.drift import DriftMonitor
 from simulations.federated import federated_settings
-from simulations.flower_sim import simulate
+from simulations.flower_sim import backend_from_cfg, simulate
 from simulations.pipeline import item_vectors, make_l1
 from simulations.report import print_table
 
@@ -114,7 +114,11 @@ def retrain(cfg: DictConfig, models: LiveModels, recent: Interactions, n: int) -
         num_rounds=int(cfg.stream.retrain_rounds),
         init_checkpoint=str(models.l2_checkpoint),
     )
-    simulate(settings, num_supernodes=task_data(settings).partition.n_clients)
+    simulate(
+        settings,
+        num_supernodes=task_data(settings).partition.n_clients,
+        backend=backend_from_cfg(cfg),
+    )
     models.l2_checkpoint = Path(settings.run_dir) / BEST_MODEL
     return time.perf_counter() - t0
 
