@@ -228,6 +228,7 @@ def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
                 "train-loss": float(result["loss"]) if result["n_targets"] else 0.0,
                 "bytes-up": payload_bytes(payload),
                 "partition-id": pid,
+                "train-seconds": float(result["seconds"]),
                 UNIT_WEIGHT: 1,
             }
         )

@@ -235,7 +235,9 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         config = ConfigRecord({"lr": settings.lr, "local-epochs": settings.local_epochs})
         messages = list(strategy.configure_train(round_, to_array_record(state), config, grid))
+        t_send = time.perf_counter()
         replies = list(grid.send_and_receive(messages, timeout=settings.timeout))
+        round_trip = time.perf_counter() - t_send
         accepted, dropped, rejected = _decode_replies(replies, state, settings)
         aggregated = len(accepted) >= settings.min_train_nodes
         if aggregated:
@@ -286,6 +288,11 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
                 sum(payload_bytes(from_array_record(r.content["arrays"])) for r, _, _ in accepted)
             ),
             "rejections": rejected,
+            "round_trip_seconds": round_trip,  # sending the model to every reply received
+            "train_seconds": max(  # the slowest client's local training
+                (float(r.content["metrics"].get("train-seconds", 0.0)) for r, _, _ in accepted),
+                default=0.0,
+            ),
         }
         spent = strategy.privacy_spent() if hasattr(strategy, "privacy_spent") else None
         if spent is not None:  # every noised release is composed; a round without one adds none

@@ -1,0 +1,177 @@
+"""A SuperNode on one core: memory of its whole process tree, local training and per-round overhead.
+
+Protocol: a SuperLink (this, the full install) and one SuperNode from the **client install**
+(``--client-venv``: ``pip install .`` without extras and a CPU-only torch) on 127.0.0.1, insecure.
+The SuperNode and everything it starts are pinned to one core (``taskset -c 1``); the SuperLink and
+the ServerApp to the other. The node's data: one synthetic user with a history of 200 items (from a
+world of 300 long-lived users and 2,000 items); SASRec hidden 64, 2 blocks, max_len 50; one local
+epoch of SGD per round; 10 rounds.
+
+* ``peak_uss_mb``: the largest sum of unique memory (USS: private clean + dirty pages, from
+  ``/proc/<pid>/smaps_rollup``) over the SuperNode's process tree, sampled every 0.1 s;
+* ``train_seconds_per_round``: local training as the client measures it (median over rounds);
+* ``overhead_seconds_per_round``: the rest of the round trip on the device side (median of round
+  trip minus training): in Flower 1.42 every message runs in a fresh ``flwr-clientapp`` process
+  (a per-task token; no long-lived ClientApp), so this is mostly Python and torch starting.
+
+    python benchmarks/edge_supernode.py --client-venv ~/tandem-client
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+BIN = Path(sys.executable).parent
+
+
+def uss_kb(pid: int) -> int:
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    return sum(int(m) for m in re.findall(r"^Private_(?:Clean|Dirty):\s+(\d+) kB", text, re.M))
+
+
+def tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--client-venv", required=True)
+    parser.add_argument("--rounds", type=int, default=10)
+    args = parser.parse_args()
+    client_bin = Path(args.client_venv) / "bin"
+    from processes import Cluster, free_port, wait_for_port
+
+    from fl.server_app import read_rounds
+    from ranking.data import Dataset
+    from ranking.storage import save_dataset
+    from simulations.datasets.synthetic import synthetic_dataset
+
+    work = Path(tempfile.mkdtemp(prefix="edge-supernode-"))
+    world = synthetic_dataset(seed=0, n_users=300, sessions_per_user=40.0)  # long histories
+    inter = world.interactions
+    user = int(next(u for u, s in enumerate(inter.sequences()) if len(s) >= 200))
+    rows = (inter.user == user).nonzero()[0][-200:]
+    save_dataset(Dataset("one-user", world.catalog, inter.take(rows)), work / "node.npz")
+    save_dataset(world, work / "server.npz")
+    port = free_port()
+    home = work / "home"
+    home.mkdir()
+    (home / "config.toml").write_text(
+        f'[superlink]\ndefault = "edge"\n\n[superlink.edge]\naddress = "127.0.0.1:{port}"\n'
+        "insecure = true\n"
+    )
+    cluster = Cluster(work)
+    peak = [0]
+    try:
+        superlink = cluster.start(
+            "superlink",
+            [
+                "taskset",
+                "-c",
+                "0",
+                str(BIN / "flower-superlink"),
+                "--insecure",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--disable-runtime-dependency-installation",
+            ],
+            home,
+        )
+        wait_for_port(port, superlink)
+        node = cluster.start(
+            "supernode",
+            [
+                "taskset",
+                "-c",
+                "1",
+                str(client_bin / "flower-supernode"),
+                "--insecure",
+                "--superlink",
+                f"127.0.0.1:{port}",
+                "--port",
+                str(free_port()),
+                "--node-config",
+                f"data-path='{work / 'node.npz'}' partition-id=0 max-threads=1 max-history=200",
+            ],
+            work / "node-home",
+        )
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                peak[0] = max(peak[0], sum(uss_kb(p) for p in tree(node.pid)))
+                time.sleep(0.1)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        run_config = (
+            f"data-path='{work / 'server.npz'}' run-dir='{work / 'run'}' num-rounds={args.rounds} "
+            "min-train-nodes=1 fraction-train=1.0 partition='users_per_client' "
+            "users-per-client=1000 model.sasrec.hidden=64 model.sasrec.n-blocks=2"
+        )
+        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+        submitted = subprocess.run(
+            [str(BIN / "flwr"), "run", str(ROOT), "edge", "--stream", "--run-config", run_config],
+            cwd=work,
+            env={**env, "FLWR_HOME": str(home)},
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        stop.set()
+        sampler.join()
+        rounds = [r for r in read_rounds(work / "run") if r["round"] > 0]
+        if len(rounds) != args.rounds:
+            raise SystemExit(f"run incomplete:\n{submitted.stdout[-3000:]}\n{cluster.context()}")
+    finally:
+        cluster.stop()
+    train = [r["train_seconds"] for r in rounds]
+    overhead = [r["round_trip_seconds"] - r["train_seconds"] for r in rounds]
+    row = {
+        "dataset": "synthetic-2000, one user, history 200",
+        "method": "flower-supernode (client install, torch CPU build), subprocess isolation",
+        "setting": "1 core (taskset), max-threads=1, SASRec h64 x2, max_len 50, 1 local epoch",
+        "peak_uss_mb": peak[0] / 1024,
+        "train_seconds_per_round": statistics.median(train),
+        "overhead_seconds_per_round": statistics.median(overhead),
+        "rounds": len(rounds),
+    }
+    print(json.dumps(row, indent=2))
+    out = ROOT / "benchmarks" / "results" / "edge_supernode.json"
+    out.write_text(json.dumps({"command": " ".join(sys.argv), "rows": [row]}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
