@@ -58,6 +58,8 @@ ROUNDS = "rounds.jsonl"
 BEST_MODEL = "best_model"
 FINAL_MODEL = "final_model"
 """Checkpoint directories (:mod:`ranking.checkpoint`): the best-validation and the last round."""
+DEVICE_MODEL = "device_model"
+"""With ``export-device-model``: the best model for devices (:mod:`fl.device_export`)."""
 
 
 def load_round_state(run_dir: Path) -> tuple[int, State] | None:
@@ -324,6 +326,13 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
             best["round"],
         )
     save_model(run_dir / FINAL_MODEL, state, settings, settings.num_rounds, n_items)
+    if settings.export_device_model:  # ONNX fp32 + int8 with a manifest, copied to devices as files
+        from fl.device_export import export_device_model
+
+        path = export_device_model(
+            run_dir / BEST_MODEL, data.dataset.catalog.ids, run_dir / DEVICE_MODEL
+        )
+        log.info("device model for on-device inference: %s", path)
     return rows
 
 

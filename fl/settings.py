@@ -87,6 +87,8 @@ class FederatedSettings:
     eval_every: int = 1
     # warm start: a checkpoint directory (ranking.checkpoint) whose weights are round 0's model
     init_checkpoint: str = ""
+    # after the last round, export the best model for on-device inference (<run-dir>/device_model)
+    export_device_model: bool = False
 
     def __post_init__(self) -> None:
         check_ranges(

@@ -114,3 +114,31 @@ def test_history_longer_than_the_window_and_unknown_items(exported):
     assert len(device.recommend(long)) == 10
     with pytest.raises(KeyError, match="not-an-item"):
         device.recommend(["not-an-item"])
+
+
+def test_a_federated_run_exports_its_best_model_for_devices(tmp_path):
+    from fl.server_app import DEVICE_MODEL, read_rounds
+    from fl.settings import FederatedSettings
+    from fl.task import task_data
+    from ranking.storage import save_dataset
+    from simulations.datasets.synthetic import generate_world
+    from simulations.flower_sim import simulate
+
+    world = generate_world(n_items=120, n_users=60, seed=3).dataset
+    save_dataset(world, tmp_path / "data.npz")
+    settings = FederatedSettings.create(
+        data_path=str(tmp_path / "data.npz"),
+        run_dir=str(tmp_path / "run"),
+        num_rounds=1,
+        fraction_train=1.0,
+        partition="users_per_client",
+        users_per_client=20,
+        strategy={"name": "fedavg"},
+        export_device_model=True,
+        model={"kind": "sasrec", "model": {"hidden": 16, "n_blocks": 1}, "train": {"max_len": 10}},
+    )
+    simulate(settings, task_data(settings).partition.n_clients)
+    assert [r["round"] for r in read_rounds(tmp_path / "run")] == [0, 1]
+    device = DeviceRecommender(tmp_path / "run" / DEVICE_MODEL)
+    items = [item for item, _ in device.recommend(list(world.catalog.ids[:3]))]
+    assert len(items) == 10 and set(items) <= set(world.catalog.ids.tolist())
