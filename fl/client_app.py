@@ -236,6 +236,13 @@ def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
             RecordDict({"arrays": to_array_record(payload), "metrics": metrics}), reply_to=msg
         )
 
+    @app.query()
+    def identify(msg: Message, context: Context) -> Message:
+        """The node's partition id: the server orders nodes by it, so that client sampling and
+        aggregation order, and with them a run's results, follow from the seed alone."""
+        pid = int(context.node_config.get("partition-id", 0))
+        return Message(RecordDict({"metrics": MetricRecord({"partition-id": pid})}), reply_to=msg)
+
     @app.evaluate()
     def evaluate_handler(msg: Message, context: Context) -> Message:
         settings = settings_for(base, context, msg)

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
 from tqdm import tqdm
 
@@ -71,6 +72,38 @@ def load_round_state(run_dir: Path) -> tuple[int, State] | None:
         round_ = int(npz["__round__"])
         state = {k: npz[k] for k in npz.files if k != "__round__"}
     return round_, state
+
+
+def node_partitions(grid: Grid, settings: FederatedSettings) -> dict[int, int]:
+    """Each connected node's partition id, asked once with a query message (nodes that do not
+    answer rank last)."""
+    nodes = sorted(grid.get_node_ids())
+    queries = [
+        Message(RecordDict(), dst_node_id=node, message_type=MessageType.QUERY) for node in nodes
+    ]
+    found: dict[int, int] = {}
+    for reply in grid.send_and_receive(queries, timeout=settings.timeout):
+        if not reply.has_error():
+            found[reply.metadata.src_node_id] = int(reply.content["metrics"]["partition-id"])
+    return found
+
+
+class OrderedGrid:
+    """The run's Grid, listing nodes by partition id (then node id) instead of in an arbitrary
+    order, so that seeded sampling picks the same partitions in every run."""
+
+    def __init__(self, grid: Grid, partitions: dict[int, int]) -> None:
+        self._grid = grid
+        self._partitions = partitions
+
+    def rank(self, node: int) -> tuple[int, int]:
+        return (self._partitions.get(node, 2**62), node)
+
+    def get_node_ids(self) -> list[int]:
+        return sorted(self._grid.get_node_ids(), key=self.rank)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._grid, name)
 
 
 def replay_releases(strategy: Any, rows: list[dict[str, Any]], settings: FederatedSettings) -> None:
@@ -222,6 +255,7 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
     atomic_write_text(run_dir / ROUNDS, "".join(json.dumps(r) + "\n" for r in rows))
 
     strategy = make_strategy(settings, data.partition.n_clients)
+    ordered = OrderedGrid(grid, node_partitions(grid, settings))
     if settings.dp_enabled and start > 0:
         replay_releases(strategy, rows, settings)
     dense_bytes = int(sum(v.nbytes for v in state.values()))
@@ -236,10 +270,12 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
     for round_ in range(start + 1, settings.num_rounds + 1):
         t0 = time.perf_counter()
         config = ConfigRecord({"lr": settings.lr, "local-epochs": settings.local_epochs})
-        messages = list(strategy.configure_train(round_, to_array_record(state), config, grid))
+        random.seed(settings.seed * 1_000_003 + round_)  # Flower samples nodes with `random`
+        messages = list(strategy.configure_train(round_, to_array_record(state), config, ordered))
         t_send = time.perf_counter()
         replies = list(grid.send_and_receive(messages, timeout=settings.timeout))
         round_trip = time.perf_counter() - t_send
+        replies.sort(key=lambda r: ordered.rank(r.metadata.src_node_id))  # a fixed sum order
         accepted, dropped, rejected = _decode_replies(replies, state, settings)
         aggregated = len(accepted) >= settings.min_train_nodes
         if aggregated:

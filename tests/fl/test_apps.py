@@ -310,3 +310,18 @@ def test_dp_accounts_every_release_across_a_resume_and_none_for_a_round_without_
         assert (row["epsilon"] > previous) == row["dp_release"]
         previous = row["epsilon"]
     assert rows[-1]["epsilon"] == pytest.approx(_expected_epsilon(rows, dp, 4), rel=1e-9)
+
+
+def test_the_same_seed_gives_the_same_rounds_and_another_seed_other_ones(settings, tmp_path):
+    """Client sampling (half the clients), local training and aggregation order follow the seed."""
+    from pathlib import Path
+
+    def rounds(seed: int, name: str) -> list[tuple]:
+        run = settings.replace(run_dir=str(tmp_path / name), fraction_train=0.5, seed=seed)
+        simulate(run, num_supernodes=4)
+        rows = read_rounds(Path(run.run_dir))
+        return [(r["round"], r.get("train_loss"), r["ndcg@10"], r.get("accepted")) for r in rows]
+
+    first = rounds(0, "a")
+    assert first == rounds(0, "b")
+    assert first != rounds(1, "c")

@@ -1,0 +1,67 @@
+"""Central differential privacy that composes with any server optimiser.
+
+The mechanism of DP-FedAvg (McMahan et al., ICLR 2018), run by a trusted server on the decoded
+client updates, before the strategy's server optimiser:
+
+1. **Poisson sampling**: every client takes part in a round independently with probability
+   ``q = fraction-train`` (:func:`poisson_sample`), so the round's sample size is random.
+2. **Clipping**: each client's update delta is scaled to L2 norm at most ``C`` (all float arrays
+   together; a row-sparse update's unsent rows count as 0).
+3. **Uniform sum + Gaussian noise**: the clipped deltas are summed with equal weights (weighting by
+   example counts would break the sensitivity bound), ``N(0, (sigma C)^2)`` is added to every
+   coordinate (sent or not, so the set of touched rows is hidden too), and the sum is divided by
+   the *expected* sample size ``q N``, a constant, so the divisor leaks nothing.
+4. The noised average is handed to FedAvg, FedAvgM, FedAdam or FedYogi: post-processing keeps the
+   guarantee.
+
+**Accounting.** Under add/remove-one adjacency (a neighbouring population has one client more or
+fewer) the sum has sensitivity ``C``, and every round is one Poisson-subsampled Gaussian mechanism
+with rate ``q`` and noise multiplier ``sigma``. :func:`dp_epsilon` composes them with the RDP
+accountant of Google's ``dp-accounting``. Every round releases a model, also one in which clients
+dropped out or none was sampled (dropping out only lowers a client's participation), so every
+round is accounted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fl.update_matrix import UpdateMatrix
+
+__all__ = ["clip_rows", "dp_epsilon", "noised_mean"]
+
+
+def clip_rows(values: np.ndarray, clip: float) -> np.ndarray:
+    """Each row scaled to L2 norm at most ``clip`` (float64)."""
+    x = np.asarray(values, dtype=np.float64)
+    norms = np.linalg.norm(x, axis=1) if x.size else np.zeros(len(x))
+    return x * np.minimum(1.0, clip / np.maximum(norms, 1e-300))[:, None]
+
+
+def noised_mean(
+    updates: UpdateMatrix | None,
+    width: int,
+    clip: float,
+    noise_multiplier: float,
+    expected_clients: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """``(sum_i clip(x_i, C) + N(0, (sigma C)^2 I)) / expected_clients`` over ``width`` coordinates
+    (``updates`` may be ``None`` when nobody's update arrived: the release is then pure noise)."""
+    total = np.zeros(width) if updates is None else clip_rows(updates.values, clip).sum(axis=0)
+    total += rng.normal(0.0, noise_multiplier * clip, size=width)
+    return total / expected_clients
+
+
+def dp_epsilon(rate: float, noise_multiplier: float, releases: int, delta: float) -> float:
+    """Epsilon at ``delta`` after ``releases`` Poisson-subsampled Gaussian releases (RDP,
+    add/remove-one adjacency), computed by ``dp-accounting``."""
+    from dp_accounting import GaussianDpEvent, PoissonSampledDpEvent
+    from dp_accounting.rdp import RdpAccountant
+
+    if releases == 0:
+        return 0.0
+    accountant = RdpAccountant()
+    event = PoissonSampledDpEvent(rate, GaussianDpEvent(noise_multiplier))
+    accountant.compose(event, releases)
+    return float(accountant.get_epsilon(delta))
