@@ -1,18 +1,25 @@
-"""Federated against centralized training, communication, robustness and DP.
+"""Federated against centralized training, robustness, drops and DP, with confidence intervals.
 
 Every federated run goes through Flower's Simulation Runtime (``simulations.flower_sim``) with the
 real ServerApp / ClientApp, one user per client and ``--fraction`` of the clients per round. The
 central reference trains the same model on the same (non-held-out) users with early stopping, and
 both are evaluated on the same held-out users (leave-one-out test target, full ranking).
 
+Every row gives the last round's test NDCG@10 with a 95% bootstrap interval over the held-out users
+(``ndcg@10_ci``: half its width), and rows compared with a reference run (``ref``) give the paired
+relative difference ``ndcg@10_vs_ref`` with its 95% bootstrap interval over the same users.
+
+Datasets: ``synthetic`` (the default world, 1,000 users), ``synthetic20k`` (20,000 users, for
+privacy and small effects), ``ml100k`` (``../shared/data/ml-100k``).
+
 Groups (``--groups``):
 
-* ``accuracy``: central vs federated (dense) vs federated row-sparse (+int8); every federated row
-  reports the last round and the round of best validation NDCG@10 (test NDCG@10 there);
-* ``robustness``: 20% of clients crashing every round (against the same FedAdam run without); 10%
-  Byzantine clients (updates scaled by -5) under FedAvg, FedMedian, Krum and MultiKrum, each against
-  its clean run;
-* ``dp``: NDCG@10 against epsilon for several noise multipliers.
+* ``accuracy``: central vs federated dense / row-sparse / row-sparse int8;
+* ``drops``: 20% of the sampled clients crashing every round, against the same run without;
+* ``byzantine``: 10% Byzantine clients, sign-flip scaled by -5 and "a little is enough", under the
+  plain recipe and with robust aggregators before FedAdam, each against the clean run;
+* ``dp``: DP-FedAdam (Poisson sampling, clipping, Gaussian noise) at three noise levels, with
+  epsilon at delta 1e-6 from dp-accounting, against the same run without DP.
 
     .venv/bin/python benchmarks/fl_vs_central.py --datasets synthetic --groups accuracy --rounds 100
 
@@ -32,25 +39,33 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fl.server_app import best_round, read_rounds  # noqa: E402
+import numpy as np  # noqa: E402
+
+from fl.server_app import FINAL_MODEL, best_round, read_rounds  # noqa: E402
 from fl.settings import FederatedSettings  # noqa: E402
 from fl.task import task_data  # noqa: E402
-from ranking.evaluation import evaluate  # noqa: E402
-from ranking.recommender import SequenceRecommender  # noqa: E402
+from ranking.evaluation import query_ranks  # noqa: E402
+from ranking.metrics import bootstrap_ci, hit_rate, ndcg  # noqa: E402
+from ranking.recommender import SequenceRecommender, load_recommender  # noqa: E402
 from ranking.storage import save_dataset  # noqa: E402
 from simulations.flower_sim import simulate  # noqa: E402
 from simulations.report import print_table, write_results  # noqa: E402
 
 MACHINE = f"{platform.machine()}, {os.cpu_count()} cores"
+RESAMPLES = 1000
+DP_CLIP = 0.5
+"""DP clipping norm C, fixed before the runs (about the median norm of clean first-round updates
+of the recipe on the 20,000-user world)."""
 
 
 def dataset_file(name: str, workdir: Path) -> Path:
     path = workdir / f"{name}.npz"
     if not path.exists():
-        if name == "synthetic":
+        if name.startswith("synthetic"):
             from simulations.datasets.synthetic import generate_world
 
-            save_dataset(generate_world().dataset, path)
+            users = 20_000 if name == "synthetic20k" else 1_000
+            save_dataset(generate_world(n_users=users).dataset, path)
         else:
             from simulations.datasets.recbole import read_recbole_atomic
 
@@ -58,115 +73,160 @@ def dataset_file(name: str, workdir: Path) -> Path:
     return path
 
 
-def central_row(name: str, settings: FederatedSettings) -> dict:
-    data = task_data(settings)
-    t0 = time.perf_counter()
-    model = SequenceRecommender(
-        settings.model,
-        model={"hidden": settings.hidden, "n_blocks": settings.n_blocks},
-        train={"max_len": settings.max_len, "progress": False, "seed": settings.seed},
-    ).fit(data.train, validation=data.heldout)
-    result = evaluate(model, data.heldout, "test", ks=(10,))
+def with_ci(row: dict, ranks: np.ndarray) -> dict:
+    low, high = bootstrap_ci(ranks, ndcg, 10, resamples=RESAMPLES)
+    row.update({"ndcg@10_ci": (high - low) / 2, "ndcg@10_ci_low": low, "ndcg@10_ci_high": high})
+    return row
+
+
+def paired_difference(ranks: np.ndarray, ref: np.ndarray) -> dict:
+    """Relative NDCG@10 difference to the reference on the same users, with a paired bootstrap."""
+    gain = np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0)
+    base = np.where(ref < 10, 1.0 / np.log2(ref + 2.0), 0.0)
+    rng = np.random.default_rng(0)
+    draws = [rng.integers(0, len(gain), len(gain)) for _ in range(RESAMPLES)]
+    stats = np.array([gain[d].mean() / max(base[d].mean(), 1e-12) - 1 for d in draws])
+    low, high = np.quantile(stats, [0.025, 0.975])
     return {
-        "dataset": name,
-        "method": "central",
-        "setting": f"{settings.model}, early stopping",
-        "hr@10": result["hr@10"],
-        "ndcg@10": result["ndcg@10"],
-        "rounds_or_epochs": model.best_epoch,
-        "seconds": time.perf_counter() - t0,
+        "ndcg@10_vs_ref": gain.mean() / max(base.mean(), 1e-12) - 1,
+        "ndcg@10_vs_ref_ci_low": float(low),
+        "ndcg@10_vs_ref_ci_high": float(high),
     }
 
 
-def federated_row(name: str, method: str, settings: FederatedSettings) -> dict:
-    n_clients = task_data(settings).partition.n_clients
+def central_row(name: str, settings: FederatedSettings) -> tuple[dict, np.ndarray]:
+    data = task_data(settings)
+    t0 = time.perf_counter()
+    spec = settings.model.with_train(progress=False, seed=settings.seed)
+    model = SequenceRecommender.from_spec(spec).fit(data.train, validation=data.heldout)
+    ranks = query_ranks(model, data.heldout, "test")
+    row = {
+        "dataset": name,
+        "method": "central",
+        "setting": f"{settings.model.kind}, early stopping",
+        "hr@10": hit_rate(ranks, 10),
+        "ndcg@10": ndcg(ranks, 10),
+        "rounds_or_epochs": model.best_epoch,
+        "seconds": time.perf_counter() - t0,
+    }
+    return with_ci(row, ranks), ranks
+
+
+def describe(settings: FederatedSettings, n_clients: int) -> str:
+    spec = settings.strategy
+    eta = getattr(spec.settings, "eta", None)
+    parts = [
+        f"{spec.name}" + (f" eta {eta:g}" if eta is not None else ""),
+        f"E={settings.local_epochs}",
+        f"{settings.update_encoding}/{settings.quantize}",
+        f"{settings.num_rounds} rounds",
+        f"{settings.fraction_train:.1%} of {n_clients} clients"
+        + (" (Poisson)" if settings.poisson_sampling else ""),
+    ]
+    if settings.robust_aggregator != "none":
+        parts.append(f"robust {settings.robust_aggregator}")
+    if settings.byzantine_fraction:
+        parts.append(
+            f"{settings.byzantine_fraction:.0%} byzantine {settings.byzantine_mode} "
+            f"x{settings.byzantine_factor:g}"
+        )
+    if settings.drop_fraction:
+        parts.append(f"{settings.drop_fraction:.0%} drop")
+    if settings.dp_enabled:
+        parts.append(
+            f"DP sigma {settings.dp_noise_multiplier:g} clip {settings.dp_clipping_norm:g}"
+        )
+    return ", ".join(parts)
+
+
+def federated_row(name: str, method: str, settings: FederatedSettings) -> tuple[dict, np.ndarray]:
+    data = task_data(settings)
+    n_clients = data.partition.n_clients
     t0 = time.perf_counter()
     simulate(settings, num_supernodes=n_clients)
     wall = time.perf_counter() - t0
-    rows = read_rounds(Path(settings.run_dir))
+    run_dir = Path(settings.run_dir)
+    rows = read_rounds(run_dir)
     trained = [r for r in rows if r["round"] > 0]
     last = [r for r in rows if "ndcg@10" in r][-1]
     best = best_round(rows) or last
+    ranks = query_ranks(load_recommender(run_dir / FINAL_MODEL), data.heldout, "test")
     updates = sum(r["accepted"] for r in trained)
     row = {
         "dataset": name,
         "method": method,
-        "setting": f"{settings.strategy} eta {settings.eta:g}, E={settings.local_epochs}, "
-        f"{settings.update_encoding}/{settings.quantize}"
-        f"{f' +{settings.sparse_extra_rows} rows' if settings.update_encoding == 'row-sparse' else ''}, "
-        f"{settings.num_rounds} rounds, {settings.fraction_train:.0%} of {n_clients} clients",
-        "hr@10": last["hr@10"],
-        "ndcg@10": last["ndcg@10"],
+        "setting": describe(settings, n_clients),
+        "hr@10": hit_rate(ranks, 10),
+        "ndcg@10": ndcg(ranks, 10),
         "rounds_or_epochs": last["round"],
         # model selection as central early stopping does: the round with the best validation NDCG@10
         "best_round": best["round"],
-        "hr@10_best_val": best["hr@10"],
         "ndcg@10_best_val": best["ndcg@10"],
         "bytes_per_round": sum(r["bytes_up"] for r in trained) / max(1, len(trained)),
         "bytes_down_per_round": sum(r["bytes_down"] for r in trained) / max(1, len(trained)),
-        "client_updates_per_second": updates / max(1e-9, sum(r["seconds"] for r in trained)),
+        "updates_per_s": updates / max(1e-9, sum(r["seconds"] for r in trained)),
         "dropped": sum(r["dropped"] for r in trained),
         "rejected": sum(r["rejected"] for r in trained),
+        "heldout_users": len(ranks),
         "seconds": wall,
     }
     if "epsilon" in last:
         row["epsilon"] = last["epsilon"]
         row["delta"] = last["delta"]
-    return row
+    return with_ci(row, ranks), ranks
 
 
-def experiments(group: str, base: FederatedSettings) -> list[tuple[str, FederatedSettings]]:
+def experiments(group: str, base: FederatedSettings) -> list[tuple[str, FederatedSettings, str]]:
+    """``(method, settings, reference method)`` of a group."""
     if group == "accuracy":
         return [
-            ("federated dense", base),
-            ("federated row-sparse", base.replace(update_encoding="row-sparse")),
+            ("federated dense", base.replace(update_encoding="dense", quantize="none"), ""),
             (
-                "federated row-sparse int8",
-                base.replace(update_encoding="row-sparse", quantize="int8"),
+                "federated row-sparse",
+                base.replace(update_encoding="row-sparse", quantize="none"),
+                "",
             ),
+            ("federated row-sparse int8", base, ""),
         ]
-    if group == "robustness":
-        byz = {"byzantine_fraction": 0.1, "byzantine_mode": "scale", "byzantine_factor": -5.0}
+    if group == "drops":
+        return [
+            ("federated row-sparse int8", base, ""),
+            ("20% dropping", base.replace(drop_fraction=0.2), "federated row-sparse int8"),
+        ]
+    if group == "byzantine":
+        attacks = {
+            "signflip x5": {"byzantine_mode": "scale", "byzantine_factor": -5.0},
+            "alie": {"byzantine_mode": "alie", "byzantine_factor": 1.0},
+        }
         n_sampled = base.sample_size(task_data(base).partition.n_clients)
-        n_byzantine = round(0.1 * n_sampled)
-        return [
-            ("fedadam clean", base),
-            ("fedadam 20% dropping", base.replace(drop_fraction=0.2)),
-            ("fedavg clean", base.replace(strategy="fedavg")),
-            ("fedavg 10% byzantine", base.replace(strategy="fedavg", **byz)),
-            ("fedmedian 10% byzantine", base.replace(strategy="fedmedian", **byz)),
-            ("fedmedian clean", base.replace(strategy="fedmedian")),
-            (
-                "krum 10% byzantine",
-                base.replace(strategy="krum", num_malicious_nodes=n_byzantine, **byz),
-            ),
-            ("krum clean", base.replace(strategy="krum", num_malicious_nodes=n_byzantine)),
-            (
-                "multikrum 10% byzantine",
-                base.replace(
-                    strategy="multikrum",
-                    num_malicious_nodes=n_byzantine,
-                    num_nodes_to_select=n_sampled - 2 * n_byzantine,
-                    **byz,
-                ),
-            ),
-            (
-                "multikrum clean",
-                base.replace(
-                    strategy="multikrum",
-                    num_malicious_nodes=n_byzantine,
-                    num_nodes_to_select=n_sampled - 2 * n_byzantine,
-                ),
-            ),
-        ]
+        f = max(1, round(0.1 * n_sampled))
+        robust = {
+            "trimmed-mean": {"robust_aggregator": "trimmed-mean", "robust_trim": 0.15},
+            "multikrum": {"robust_aggregator": "multikrum", "robust_byzantine": f},
+            "centered-clip": {"robust_aggregator": "centered-clip"},
+        }
+        out = [("federated row-sparse int8", base, "")]
+        for rule, extra in robust.items():
+            out.append((f"{rule} clean", base.replace(**extra), "federated row-sparse int8"))
+        for attack, fields in attacks.items():
+            attacked = base.replace(byzantine_fraction=0.1, **fields)
+            out.append((f"plain 10% {attack}", attacked, "federated row-sparse int8"))
+            for rule, extra in robust.items():
+                out.append(
+                    (f"{rule} 10% {attack}", attacked.replace(**extra), "federated row-sparse int8")
+                )
+        return out
     if group == "dp":
-        return [
-            (
-                f"dp noise {z}",
-                base.replace(strategy="fedavg", dp_noise_multiplier=z, dp_clipping_norm=1.0),
+        out = [("federated row-sparse int8 poisson", base.replace(client_sampling="poisson"), "")]
+        for sigma in (0.5, 0.7, 1.0):
+            out.append(
+                (
+                    f"dp sigma {sigma}",
+                    base.replace(dp_noise_multiplier=sigma, dp_clipping_norm=DP_CLIP),
+                    "federated row-sparse int8 poisson",
+                )
             )
-            for z in (0.3, 1.0, 3.0)
-        ]
+        return out
     raise SystemExit(f"unknown group {group!r}")
 
 
@@ -178,46 +238,54 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--no-central", action="store_true")
     parser.add_argument("--eval-every", type=int, default=10)
-    parser.add_argument(
-        "--eta", type=float, default=FederatedSettings.eta, help="FedAdam server step size"
-    )
+    parser.add_argument("--eta", type=float, default=0.002, help="FedAdam server step size")
     parser.add_argument(
         "--methods", nargs="*", default=None, help="run only these methods of the groups"
     )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="fl-bench-"))
-    rows = []
+    rows: list[dict] = []
     for name in args.datasets:
-        base = FederatedSettings(
+        base = FederatedSettings.create(
             data_path=str(dataset_file(name, workdir)),
             num_rounds=args.rounds,
             fraction_train=args.fraction,
             partition="one_user_per_client",
             eval_every=args.eval_every,
-            eta=args.eta,
+            update_encoding="row-sparse",
+            quantize="int8",
+            strategy={"name": "fedadam", "eta": args.eta},
         )
+        ranks: dict[str, np.ndarray] = {}
         if not args.no_central:
-            rows.append(central_row(name, base))
-            print(rows[-1], flush=True)
+            row, ranks["central"] = central_row(name, base)
+            rows.append(row)
+            print(row, flush=True)
         for group in args.groups:
-            for method, settings in experiments(group, base):
-                if args.methods and method not in args.methods:
+            planned = experiments(group, base)
+            wanted = set(args.methods or [m for m, _, _ in planned])
+            wanted |= {ref for m, _, ref in planned if m in wanted and ref}
+            for method, settings, ref in planned:
+                if method in ranks or method not in wanted:
                     continue
                 run_dir = workdir / f"{name}-{method.replace(' ', '_').replace('%', 'pct')}"
-                rows.append(federated_row(name, method, settings.replace(run_dir=str(run_dir))))
-                rows[-1]["machine"] = MACHINE
-                print(rows[-1], flush=True)
+                row, ranks[method] = federated_row(
+                    name, method, settings.replace(run_dir=str(run_dir))
+                )
+                if ref and ref in ranks:
+                    row.update(paired_difference(ranks[method], ranks[ref]))
+                row["machine"] = MACHINE
+                rows.append(row)
+                print(row, flush=True)
     cols = [
         "dataset",
         "method",
-        "setting",
-        "hr@10",
         "ndcg@10",
-        "rounds_or_epochs",
-        "ndcg@10_best_val",
-        "best_round",
-        "bytes_per_round",
-        "client_updates_per_second",
+        "ndcg@10_ci",
+        "ndcg@10_vs_ref",
+        "ndcg@10_vs_ref_ci_low",
+        "ndcg@10_vs_ref_ci_high",
+        "updates_per_s",
         "epsilon",
         "seconds",
     ]

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
-from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from fl.compression import (
     encode_update,
@@ -33,7 +32,6 @@ from fl.compression import (
 )
 from fl.device_rules import DeviceRules, LocalState, recent_history, today_utc
 from fl.settings import FederatedSettings
-from fl.strategies import UNIT_WEIGHT
 from fl.task import (
     EMBEDDING_KEYS,
     State,
@@ -103,7 +101,7 @@ def settings_for(
 ) -> FederatedSettings:
     server_config: dict[str, Any] = {}
     if message is not None and "config" in message.content.config_records:
-        # Strategies add keys of their own (server-round, clipping_norm, proximal-mu...): keep ours.
+        # Strategies add keys of their own (server-round, proximal-mu...): keep ours.
         known = FederatedSettings.round_field_names()
         server_config = {
             k: v for k, v in message.content["config"].items() if k.replace("-", "_") in known
@@ -111,21 +109,6 @@ def settings_for(
     return FederatedSettings.from_run_config(
         base.to_run_config(), dict(context.run_config), server_config
     )
-
-
-def clipping_when_asked_mod(msg: Message, context: Context, call_next: Any) -> Message:
-    """Flower's ``fixedclipping_mod`` for train messages whose config carries a clipping norm (DP runs)."""
-    from flwr.app import MessageType
-    from flwr.clientapp.mod import fixedclipping_mod
-
-    config = (
-        msg.content.config_records.get("config")
-        if msg.metadata.message_type == MessageType.TRAIN
-        else None
-    )
-    if config is not None and KEY_CLIPPING_NORM in config:
-        return fixedclipping_mod(msg, context, call_next)
-    return call_next(msg, context)
 
 
 def rows_to_send(
@@ -148,7 +131,7 @@ def rows_to_send(
 def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
     """A ClientApp whose defaults are ``base`` (overridden by the run config and the server)."""
     base = base or FederatedSettings()
-    app = ClientApp(mods=[clipping_when_asked_mod])
+    app = ClientApp()
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
@@ -209,7 +192,8 @@ def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
         )
         local.record(round_, today, steps=int(result["steps"]))
         new_state = get_state(network)
-        if _is_byzantine(settings.seed, pid, settings.byzantine_fraction):
+        attacker = _is_byzantine(settings.seed, pid, settings.byzantine_fraction)
+        if attacker and settings.byzantine_mode != "alie":  # ALIE is crafted by the server
             delta = byzantine(
                 state_delta(new_state, global_state),
                 settings.byzantine_mode,
@@ -229,7 +213,7 @@ def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
                 "bytes-up": payload_bytes(payload),
                 "partition-id": pid,
                 "train-seconds": float(result["seconds"]),
-                UNIT_WEIGHT: 1,
+                "byzantine": int(attacker),  # read only by the simulated ALIE attack
             }
         )
         return Message(

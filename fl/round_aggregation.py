@@ -59,7 +59,7 @@ def _with_attack(settings: FederatedSettings, state: State, accepted: Accepted) 
 
 def _one_reply(state: State, weight: float, reply_to: Message) -> Message:
     """One reply carrying an already aggregated state."""
-    metrics = MetricRecord({"num-examples": max(weight, 1.0), "unit-weight": 1, "train-loss": 0.0})
+    metrics = MetricRecord({"num-examples": max(weight, 1.0), "train-loss": 0.0})
     content = RecordDict({"arrays": to_array_record(state), "metrics": metrics})
     return Message(content, reply_to=reply_to)
 

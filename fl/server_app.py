@@ -1,16 +1,17 @@
 """The Flower ServerApp: rounds of federated training of the session model.
 
-Each round the strategy (``fl/strategies.py``) samples clients and sends them the global weights;
+Each round the server samples clients (:mod:`fl.node_sampling`: nodes in partition order, a
+fixed-size sample seeded by (seed, round), or Poisson sampling) and sends them the global weights;
 the replies are checked (:func:`fl.validation.check_update`: NaN/Inf, wrong keys or shapes are
 rejected and logged, never aggregated), crashed or timed-out clients are dropped for the round
-(a device that declines, ``fl.device_rules``, is counted as ``declined``, not as a failure),
-and the update is aggregated when at least ``min-train-nodes`` valid replies arrived:
+(a device that declines, ``fl.device_rules``, is counted as ``declined``, not as a failure), and
+the valid replies are aggregated in partition order (:mod:`fl.round_aggregation`) when at least
+``min-train-nodes`` arrived (under DP every round releases a noised model):
 
 * dense updates by the strategy itself (FedAvg, FedProx, FedAdam, FedYogi, FedAvgM, Krum,
   MultiKrum, FedTrimmedAvg, FedMedian);
-* row-sparse updates by :func:`fl.compression.aggregate_row_sparse` (each embedding row averaged
-  over the clients that touched it, FedAvg weights; the dense remainder likewise), after which the
-  strategy applies its server optimizer (FedAdam, FedYogi, FedAvgM) to that average.
+* row-sparse updates, robust rules (``robust-aggregator``) or the DP mechanism by tandem, after
+  which the strategy applies its server optimizer (FedAdam, FedYogi, FedAvgM) to that aggregate.
 
 After every round the server evaluates the global model on held-out users (HR@10, NDCG@10, full
 ranking), appends the round's metrics as one JSON line to ``<run-dir>/rounds.jsonl`` and writes a
@@ -24,17 +25,19 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flwr.app import ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, Context, Message, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from tqdm import tqdm
 
-from fl.compression import aggregate_row_sparse, decode_update, payload_bytes
+from fl.compression import decode_update, payload_bytes
+from fl.node_sampling import OrderedGrid, configure_round, node_partitions
+from fl.private_aggregation import dp_epsilon
+from fl.round_aggregation import aggregate_round
 from fl.settings import FederatedSettings
 from fl.strategies import make_strategy
 from fl.task import (
@@ -72,55 +75,6 @@ def load_round_state(run_dir: Path) -> tuple[int, State] | None:
         round_ = int(npz["__round__"])
         state = {k: npz[k] for k in npz.files if k != "__round__"}
     return round_, state
-
-
-def node_partitions(grid: Grid, settings: FederatedSettings) -> dict[int, int]:
-    """Each connected node's partition id, asked once with a query message (nodes that do not
-    answer rank last)."""
-    nodes = sorted(grid.get_node_ids())
-    queries = [
-        Message(RecordDict(), dst_node_id=node, message_type=MessageType.QUERY) for node in nodes
-    ]
-    found: dict[int, int] = {}
-    for reply in grid.send_and_receive(queries, timeout=settings.timeout):
-        if not reply.has_error():
-            found[reply.metadata.src_node_id] = int(reply.content["metrics"]["partition-id"])
-    return found
-
-
-class OrderedGrid:
-    """The run's Grid, listing nodes by partition id (then node id) instead of in an arbitrary
-    order, so that seeded sampling picks the same partitions in every run."""
-
-    def __init__(self, grid: Grid, partitions: dict[int, int]) -> None:
-        self._grid = grid
-        self._partitions = partitions
-
-    def rank(self, node: int) -> tuple[int, int]:
-        return (self._partitions.get(node, 2**62), node)
-
-    def get_node_ids(self) -> list[int]:
-        return sorted(self._grid.get_node_ids(), key=self.rank)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._grid, name)
-
-
-def replay_releases(strategy: Any, rows: list[dict[str, Any]], settings: FederatedSettings) -> None:
-    """A resumed DP run: compose the releases of the rounds before the interruption into the new
-    strategy's accountant, so that epsilon covers every release of the run, not only the new ones."""
-    from flwr.supercore.privacy_accounting import GaussianPrivacyEvent
-
-    accountant = strategy.accountant
-    for row in rows:
-        if row.get("dp_release"):
-            accountant.compose(
-                GaussianPrivacyEvent(
-                    noise_multiplier=settings.dp_noise_multiplier,
-                    sample_size=int(row["sampled"]),
-                    population_size=accountant.config.population_size,
-                )
-            )
 
 
 def warm_start_state(path: Path, fresh: State) -> State:
@@ -211,26 +165,6 @@ def _decode_replies(
     return accepted, dropped, rejected
 
 
-def _dense_replies(accepted: list[tuple[Message, Any, float]]) -> list[Message]:
-    """Replies rebuilt with dense, dequantised arrays, for the strategies' own aggregation."""
-    out = []
-    for reply, (state, _), _ in accepted:
-        content = RecordDict(
-            {"arrays": to_array_record(state), "metrics": reply.content["metrics"]}
-        )
-        out.append(Message(content, reply_to=reply))
-    return out
-
-
-def _as_reply(state: State, accepted: list[tuple[Message, Any, float]]) -> Message:
-    """One reply carrying an already-averaged state (weight: all accepted examples)."""
-    total = sum(w for _, _, w in accepted)
-    metrics = MetricRecord({"num-examples": total, "unit-weight": 1, "train-loss": 0.0})
-    return Message(
-        RecordDict({"arrays": to_array_record(state), "metrics": metrics}), reply_to=accepted[0][0]
-    )
-
-
 def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
     """Run (or resume) the federated rounds; returns every round's metrics row."""
     run_dir = Path(settings.run_dir or "runs/federated")
@@ -255,9 +189,7 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
     atomic_write_text(run_dir / ROUNDS, "".join(json.dumps(r) + "\n" for r in rows))
 
     strategy = make_strategy(settings, data.partition.n_clients)
-    ordered = OrderedGrid(grid, node_partitions(grid, settings))
-    if settings.dp_enabled and start > 0:
-        replay_releases(strategy, rows, settings)
+    ordered = OrderedGrid(grid, node_partitions(grid, settings.timeout))
     dense_bytes = int(sum(v.nbytes for v in state.values()))
     progress = tqdm(
         total=settings.num_rounds,
@@ -270,36 +202,26 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
     for round_ in range(start + 1, settings.num_rounds + 1):
         t0 = time.perf_counter()
         config = ConfigRecord({"lr": settings.lr, "local-epochs": settings.local_epochs})
-        random.seed(settings.seed * 1_000_003 + round_)  # Flower samples nodes with `random`
-        messages = list(strategy.configure_train(round_, to_array_record(state), config, ordered))
+        messages, template = configure_round(
+            strategy, settings, round_, to_array_record(state), config, ordered
+        )
         t_send = time.perf_counter()
         replies = list(grid.send_and_receive(messages, timeout=settings.timeout))
         round_trip = time.perf_counter() - t_send
         replies.sort(key=lambda r: ordered.rank(r.metadata.src_node_id))  # a fixed sum order
         accepted, dropped, rejected = _decode_replies(replies, state, settings)
-        aggregated = len(accepted) >= settings.min_train_nodes
+        # Under DP every round releases a (noised) model; otherwise a round needs enough replies.
+        aggregated = settings.dp_enabled or len(accepted) >= settings.min_train_nodes
         if aggregated:
-            replies_for_strategy = _dense_replies(accepted)
-            if settings.update_encoding == "row-sparse":
-                # Row-aware FedAvg first (each row over the clients that touched it); the strategy
-                # then applies its server optimizer (FedAdam, FedYogi, FedAvgM) to that average.
-                averaged = aggregate_row_sparse(state, [(decoded, w) for _, decoded, w in accepted])
-                replies_for_strategy = [_as_reply(averaged, accepted)]
-            arrays, _ = strategy.aggregate_train(round_, replies_for_strategy)
-            if arrays is None:  # e.g. DP: a release needs every sampled client's update
+            n_clients = data.partition.n_clients
+            new_state = aggregate_round(
+                strategy, settings, state, accepted, round_, n_clients, template
+            )
+            if new_state is None:
                 aggregated = False
-                log.warning(
-                    "round %d: the strategy released no aggregate (%d of %d sampled replies "
-                    "valid): global model unchanged",
-                    round_,
-                    len(accepted),
-                    len(messages),
-                )
-            else:  # server optimizers (FedAdam...) return float64: keep the model's dtypes
-                state = {
-                    k: np.asarray(v, dtype=state[k].dtype)
-                    for k, v in from_array_record(arrays).items()
-                }
+                log.warning("round %d: the strategy released no aggregate", round_)
+            else:
+                state = new_state
         elif messages:
             log.warning(
                 "round %d: only %d valid replies (< %d): global model unchanged",
@@ -332,13 +254,14 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
                 default=0.0,
             ),
         }
-        spent = strategy.privacy_spent() if hasattr(strategy, "privacy_spent") else None
-        if spent is not None:  # every noised release is composed; a round without one adds none
+        if settings.dp_enabled:  # every round is one Poisson-subsampled Gaussian release
             row.update(
-                epsilon=spent.epsilon,
-                delta=spent.delta,
-                dp_release=aggregated,
-                dp_releases=spent.num_releases,
+                epsilon=dp_epsilon(
+                    settings.fraction_train, settings.dp_noise_multiplier, round_, settings.dp_delta
+                ),
+                delta=settings.dp_delta,
+                dp_release=True,
+                dp_releases=round_,
             )
         if round_ % settings.eval_every == 0 or round_ == settings.num_rounds:
             best_before = best_round(rows)

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fl.robust_aggregation import AGGREGATORS
 from fl.strategies import STRATEGIES, StrategySpec
 from ranking.errors import ConfigError
 from ranking.spec import ModelSpec
@@ -37,6 +38,7 @@ ENCODINGS = ("dense", "row-sparse")
 RUN_CONFIG_KINDS = ("sasrec", "gru4rec", "longshort")
 """Model kinds whose settings tables ``pyproject.toml`` lists (gru/lstm are gru4rec cells)."""
 NESTED = ("model", "strategy")
+SAMPLINGS = ("auto", "fixed", "poisson")
 
 
 @dataclass(frozen=True)
@@ -63,10 +65,21 @@ class FederatedSettings:
     timeout: float = 600.0
     # the strategy: one spec {name, **settings}
     strategy: StrategySpec = field(default_factory=StrategySpec)
-    # differential privacy: client-side clipping + server-side Gaussian noise (0 = off)
+    # client sampling: "fixed" (fraction-train of the nodes, at least min-train-nodes), "poisson"
+    # (each node independently with probability fraction-train), "auto" (poisson under DP)
+    client_sampling: str = "auto"
+    # central differential privacy (fl.private_aggregation): server-side clipping of each update,
+    # uniform sum + Gaussian noise, then the server optimiser (0 = off)
     dp_noise_multiplier: float = 0.0
     dp_clipping_norm: float = 1.0
-    dp_delta: float = 1e-5
+    dp_delta: float = 1e-6
+    # robust aggregation before the server optimiser (fl.robust_aggregation)
+    robust_aggregator: str = "none"
+    robust_trim: float = 0.1  # trimmed-mean: fraction cut at each end
+    robust_byzantine: int = 1  # krum/multikrum: assumed Byzantine clients f
+    robust_select: int = 0  # multikrum: updates averaged (0 = n - f)
+    robust_clip_radius: float = 0.0  # centered-clip: radius tau (0 = median update norm)
+    robust_clip_iterations: int = 3
     # communication
     update_encoding: str = "dense"
     sparse_extra_rows: int = (
@@ -113,6 +126,21 @@ class FederatedSettings:
                 ("dp_noise_multiplier", self.dp_noise_multiplier >= 0, ">= 0"),
                 ("dp_clipping_norm", self.dp_clipping_norm > 0, "> 0"),
                 ("dp_delta", 0 < self.dp_delta < 1, "(0, 1)"),
+                (
+                    "client_sampling",
+                    self.client_sampling in SAMPLINGS,
+                    f"one of {SAMPLINGS}",
+                ),
+                (
+                    "robust_aggregator",
+                    self.robust_aggregator in AGGREGATORS,
+                    f"one of {AGGREGATORS}",
+                ),
+                ("robust_trim", 0 <= self.robust_trim < 0.5, "[0, 0.5)"),
+                ("robust_byzantine", self.robust_byzantine >= 0, ">= 0"),
+                ("robust_select", self.robust_select >= 0, ">= 0"),
+                ("robust_clip_radius", self.robust_clip_radius >= 0, ">= 0"),
+                ("robust_clip_iterations", self.robust_clip_iterations >= 1, ">= 1"),
                 ("update_encoding", self.update_encoding in ENCODINGS, f"one of {ENCODINGS}"),
                 ("sparse_extra_rows", self.sparse_extra_rows >= 0, ">= 0"),
                 ("quantize", self.quantize in ("none", "fp16", "int8"), "none, fp16 or int8"),
@@ -120,8 +148,8 @@ class FederatedSettings:
                 ("byzantine_fraction", 0 <= self.byzantine_fraction < 1, "[0, 1)"),
                 (
                     "byzantine_mode",
-                    self.byzantine_mode in ("scale", "signflip"),
-                    "scale or signflip",
+                    self.byzantine_mode in ("scale", "signflip", "alie"),
+                    "scale, signflip or alie",
                 ),
                 ("eval_every", self.eval_every >= 1, ">= 1"),
                 ("availability", 0 < self.availability <= 1, "(0, 1]"),
@@ -137,21 +165,47 @@ class FederatedSettings:
             raise ConfigError(
                 f"fl.update_encoding=row-sparse: row-sparse updates are averaged per row before the "
                 f"server optimizer, which fl.strategy.name={self.strategy.name!r} cannot take; use one of "
-                f"{sorted(n for n, e in STRATEGIES.items() if e.row_sparse)} (robust aggregators need dense updates)"
+                f"{sorted(n for n, e in STRATEGIES.items() if e.row_sparse)} (for robustness with "
+                f"row-sparse updates use fl.robust_aggregator)"
             )
-        if self.dp_enabled and not (
-            self.strategy.name == "fedavg"
-            and self.update_encoding == "dense"
-            and self.quantize == "none"
-        ):
+        server_side = [
+            name
+            for name, on in (
+                ("fl.dp_noise_multiplier > 0", self.dp_enabled),
+                (
+                    f"fl.robust_aggregator={self.robust_aggregator}",
+                    self.robust_aggregator != "none",
+                ),
+            )
+            if on
+        ]
+        if server_side and not self.strategy.row_sparse:
             raise ConfigError(
-                "fl.dp_noise_multiplier > 0 needs fl/strategy=fedavg with dense, unquantised updates (the "
-                "accountant requires FedAvg aggregation and clipping compares whole models)"
+                f"{server_side[0]} aggregates the updates itself and hands the result to a server "
+                f"optimiser; fl.strategy.name={self.strategy.name!r} aggregates on its own: use one "
+                f"of {sorted(n for n, e in STRATEGIES.items() if e.row_sparse)}"
+            )
+        if len(server_side) > 1:
+            raise ConfigError(
+                "fl.dp_noise_multiplier > 0 and fl.robust_aggregator cannot be combined: the DP "
+                "guarantee is for the clipped uniform mean (set fl.robust_aggregator=none)"
+            )
+        if self.dp_enabled and self.client_sampling == "fixed":
+            raise ConfigError(
+                "fl.dp_noise_multiplier > 0 with fl.client_sampling=fixed: the privacy accounting "
+                "assumes Poisson sampling (set fl.client_sampling=poisson or auto)"
             )
 
     @property
     def dp_enabled(self) -> bool:
         return self.dp_noise_multiplier > 0
+
+    @property
+    def poisson_sampling(self) -> bool:
+        """Whether each node is sampled independently (``poisson``, or ``auto`` under DP)."""
+        return self.client_sampling == "poisson" or (
+            self.client_sampling == "auto" and self.dp_enabled
+        )
 
     @property
     def max_len(self) -> int:

@@ -51,5 +51,8 @@ def little_is_enough(
     out = list(updates)
     for i in attackers:
         delta = malicious if matrix.sent is None else np.where(matrix.sent[i], malicious, 0.0)
-        out[i] = (matrix.apply(global_state, delta), updates[i][1])
+        state, touched = matrix.apply(global_state, delta), updates[i][1]
+        for key, rows in touched.items():  # a row-sparse key holds its sent rows only
+            state[key] = state[key][np.asarray(rows, dtype=np.int64)]
+        out[i] = (state, touched)
     return out

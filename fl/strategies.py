@@ -6,10 +6,10 @@ Flower strategy (``flwr.serverapp.strategy``). Adding a strategy means adding it
 entry here; the Hydra option ``fl/strategy=<name>`` and the run-config table
 ``strategy.<name>.<key>`` are generated from it.
 
-The stages of a round compose in a fixed order: **aggregation** (the strategy's own robust or
-weighted mean, or tandem's row-sparse mean), then **DP noise** (``dp-noise-multiplier`` > 0:
-Flower's central-DP wrapper around FedAvg), then the **server optimiser** (FedAdam, FedYogi,
-FedAvgM apply their step to the aggregate).
+The stages of a round compose in a fixed order (:mod:`fl.round_aggregation`): **aggregation**
+(the strategy's own weighted or robust mean, tandem's row-sparse mean, a robust rule of
+:mod:`fl.robust_aggregation`, or the clipped and noised mean of :mod:`fl.private_aggregation`),
+then the **server optimiser** (FedAdam, FedYogi, FedAvgM apply their step to the aggregate).
 """
 
 from __future__ import annotations
@@ -27,9 +27,6 @@ from ranking.typed_config import dataclass_from_mapping
 
 if TYPE_CHECKING:
     from fl.settings import FederatedSettings
-
-UNIT_WEIGHT = "unit-weight"
-"""Metric every client reports as 1: the equal weights that DP accounting requires."""
 
 
 @dataclass(frozen=True)
@@ -254,46 +251,15 @@ def make_strategy(settings: FederatedSettings, n_clients: int) -> fs.Strategy:
     """The Flower strategy of ``settings.strategy``, sampling ``fraction-train`` of ``n_clients``.
 
     Client-side evaluation is off (``fraction_evaluate=0``): the server evaluates on held-out users.
-    With ``dp-noise-multiplier > 0`` FedAvg (with equal client weights) is wrapped in Flower's
-    ``DifferentialPrivacyClientSideFixedClipping``: clients clip their update (``fixedclipping_mod``),
-    the server adds Gaussian noise, and an RDP accountant tracks (epsilon, delta).
+    With Poisson sampling (:mod:`fl.node_sampling`) the nodes are chosen before the strategy is
+    asked, so it configures all of them (fraction 1, at least one node).
     """
-    if settings.dp_enabled:
-        return dp_strategy(settings, n_clients)
+    poisson = settings.poisson_sampling
     common: dict[str, Any] = {
-        "fraction_train": settings.fraction_train,
+        "fraction_train": 1.0 if poisson else settings.fraction_train,
         "fraction_evaluate": 0.0,
-        "min_train_nodes": settings.min_train_nodes,
-        "min_available_nodes": settings.min_train_nodes,
+        "min_train_nodes": 1 if poisson else settings.min_train_nodes,
+        "min_available_nodes": 1 if poisson else settings.min_train_nodes,
     }
     spec = settings.strategy
     return STRATEGIES[spec.name].build(spec.settings, common)
-
-
-def dp_strategy(settings: FederatedSettings, n_clients: int) -> fs.Strategy:
-    """FedAvg under central DP with client-side clipping and an RDP accountant."""
-    from flwr.supercore.privacy_accounting import NeighboringRelation, PrivacyConfig, SamplingMethod
-    from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
-
-    base = fs.FedAvg(
-        fraction_train=settings.fraction_train,
-        fraction_evaluate=0.0,
-        min_train_nodes=settings.min_train_nodes,
-        min_available_nodes=settings.min_train_nodes,
-        weighted_by_key=UNIT_WEIGHT,
-    )
-    accountant = RdpAccountant(
-        PrivacyConfig(
-            target_delta=settings.dp_delta,
-            population_size=n_clients,
-            neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
-            sampling_method=SamplingMethod.NO_AMPLIFICATION,
-        )
-    )
-    return fs.DifferentialPrivacyClientSideFixedClipping(
-        base,
-        noise_multiplier=settings.dp_noise_multiplier,
-        clipping_norm=settings.dp_clipping_norm,
-        num_sampled_clients=settings.sample_size(n_clients),
-        accountant=accountant,
-    )

@@ -57,15 +57,17 @@ class UpdateMatrix:
         for i, (state, touched) in enumerate(updates):
             offset = 0
             for key, shape, size in zip(keys, shapes, sizes, strict=True):
-                delta = np.asarray(state[key], np.float32) - np.asarray(
-                    global_state[key], np.float32
-                )
-                values[i, offset : offset + size] = delta.ravel()
-                if sent is not None and key in touched:
+                ref = np.asarray(global_state[key], np.float32)
+                if key in touched:  # the sent rows' values only; unsent rows have delta 0
+                    rows = np.asarray(touched[key], dtype=np.int64)
+                    delta = np.zeros(shape, np.float32)
+                    delta[rows] = np.asarray(state[key], np.float32) - ref[rows]
                     mask = np.zeros(shape[0], dtype=bool)
-                    mask[np.asarray(touched[key], dtype=np.int64)] = True
-                    row_size = size // shape[0]
-                    sent[i, offset : offset + size] = np.repeat(mask, row_size)
+                    mask[rows] = True
+                    sent[i, offset : offset + size] = np.repeat(mask, size // shape[0])
+                else:
+                    delta = np.asarray(state[key], np.float32) - ref
+                values[i, offset : offset + size] = delta.ravel()
                 offset += size
         return cls(values, sent, keys, shapes)
 

@@ -27,18 +27,27 @@ Protocol
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from ranking.data.interactions import UserSequences
 from ranking.data.splits import Split
 from ranking.errors import DataError
-from ranking.metrics import average_popularity, coverage, hit_rate, mrr, ndcg, novelty
+from ranking.metrics import (
+    average_popularity,
+    bootstrap_ci,
+    coverage,
+    hit_rate,
+    mrr,
+    ndcg,
+    novelty,
+)
 
 __all__ = [
     "Scorer",
     "evaluate",
+    "query_ranks",
     "rank_targets",
     "sample_negatives",
     "history_mask",
@@ -260,6 +269,7 @@ def evaluate(
     negative_sampling: str = "uniform",
     seed: int = 0,
     exclude_items: np.ndarray | Sequence[int] | None = None,
+    bootstrap: int = 0,
 ) -> dict[str, float]:
     """Evaluate ``scorer`` on the ``stage`` targets of ``split`` (see the module docstring).
 
@@ -285,6 +295,9 @@ def evaluate(
         query's row in ``split.targets(stage)``.
     exclude_items:
         Items that are never candidates (e.g. unavailable items), except as a query's own target.
+    bootstrap:
+        With ``bootstrap`` > 0 resamples of the queries, also the 95% percentile intervals
+        ``"hr@k_ci_low"``, ``"hr@k_ci_high"``, ``"ndcg@k_ci_low"``, ``"ndcg@k_ci_high"``.
 
     Returns
     -------
@@ -303,6 +316,53 @@ def evaluate(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
+    ranks, top, counts, targets = _ranks_and_top(
+        scorer,
+        split,
+        stage,
+        kmax=max(cutoffs),
+        filter_seen=filter_seen,
+        batch_size=batch_size,
+        protocol=protocol,
+        n_negatives=n_negatives,
+        negative_sampling=negative_sampling,
+        seed=seed,
+        exclude_items=exclude_items,
+    )
+    n_items = targets.n_items
+    n_queries = len(targets)
+    result: dict[str, float] = {}
+    for k in cutoffs:
+        top_k = top[:, :k]
+        result[f"hr@{k}"] = hit_rate(ranks, k)
+        result[f"ndcg@{k}"] = ndcg(ranks, k)
+        result[f"mrr@{k}"] = mrr(ranks, k)
+        result[f"coverage@{k}"] = coverage(top_k, n_items)
+        result[f"novelty@{k}"] = novelty(top_k, counts)
+        result[f"avg_pop@{k}"] = average_popularity(top_k, counts)
+        for name, metric in (("hr", hit_rate), ("ndcg", ndcg)) if bootstrap else ():
+            low, high = bootstrap_ci(ranks, metric, k, resamples=bootstrap, seed=seed)
+            result[f"{name}@{k}_ci_low"], result[f"{name}@{k}_ci_high"] = low, high
+    result["n_users"] = float(len(np.unique(targets.user)))
+    result["n_targets"] = float(n_queries)
+    return result
+
+
+def _ranks_and_top(
+    scorer: Scorer,
+    split: Split,
+    stage: str,
+    *,
+    kmax: int,
+    filter_seen: bool,
+    batch_size: int,
+    protocol: str,
+    n_negatives: int,
+    negative_sampling: str,
+    seed: int,
+    exclude_items: np.ndarray | Sequence[int] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+    """Each query's 0-based rank and top-``kmax`` list, the history item counts and the targets."""
     history = split.history(stage)
     targets = split.targets(stage)
     n_items = targets.n_items
@@ -324,7 +384,6 @@ def evaluate(
         raise ValueError(f"n_negatives must be >= 1, got {n_negatives}")
     weights = counts.astype(np.float64) if negative_sampling == "popularity" else None
 
-    kmax = max(cutoffs)
     ranks = np.empty(n_queries, dtype=np.int64)
     lists: list[np.ndarray] = []
     for start in range(0, n_queries, batch_size):
@@ -360,16 +419,26 @@ def evaluate(
             ranks[rows] = (neg_scores >= target_scores[:, None]).sum(axis=1)
         lists.append(_topk(masked, kmax))
 
-    top = np.concatenate(lists, axis=0)
-    result: dict[str, float] = {}
-    for k in cutoffs:
-        top_k = top[:, :k]
-        result[f"hr@{k}"] = hit_rate(ranks, k)
-        result[f"ndcg@{k}"] = ndcg(ranks, k)
-        result[f"mrr@{k}"] = mrr(ranks, k)
-        result[f"coverage@{k}"] = coverage(top_k, n_items)
-        result[f"novelty@{k}"] = novelty(top_k, counts)
-        result[f"avg_pop@{k}"] = average_popularity(top_k, counts)
-    result["n_users"] = float(len(np.unique(targets.user)))
-    result["n_targets"] = float(n_queries)
-    return result
+    return ranks, np.concatenate(lists, axis=0), counts, targets
+
+
+def query_ranks(
+    scorer: Scorer, split: Split, stage: str = "test", *, filter_seen: bool = True
+) -> np.ndarray:
+    """Each ``stage`` target's 0-based full-catalog rank (the ranks :func:`evaluate` averages),
+    one per query in the order of ``split.targets(stage)``: for paired comparisons of two models
+    on the same users."""
+    ranks, _, _, _ = _ranks_and_top(
+        scorer,
+        split,
+        stage,
+        kmax=1,
+        filter_seen=filter_seen,
+        batch_size=1024,
+        protocol="full",
+        n_negatives=100,
+        negative_sampling="uniform",
+        seed=0,
+        exclude_items=None,
+    )
+    return ranks

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 __all__ = [
+    "bootstrap_ci",
     "average_popularity",
     "calibration_kl",
     "coverage",
@@ -278,3 +279,26 @@ def violation_rate(topk: np.ndarray, violates: Callable[[int, np.ndarray], bool]
     if lists.shape[0] == 0:
         return float("nan")
     return float(np.mean([bool(violates(u, row[row >= 0])) for u, row in enumerate(lists)]))
+
+
+def bootstrap_ci(
+    ranks: np.ndarray,
+    metric: Callable[[np.ndarray, int], float],
+    k: int,
+    *,
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``metric(ranks, k)`` over the queries (one per user in a
+    leave-one-out split, so this resamples users)."""
+    r = np.asarray(ranks, dtype=np.int64)
+    if r.size == 0 or resamples < 1:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    stats = np.array(
+        [metric(r[rng.integers(0, r.size, r.size)], k) for _ in range(resamples)], dtype=np.float64
+    )
+    tail = (1 - level) / 2
+    low, high = np.quantile(stats, [tail, 1 - tail])
+    return float(low), float(high)

@@ -196,24 +196,19 @@ def test_settings_reject_unknown_keys_and_bad_values():
             FederatedSettings.from_run_config(bad)
 
 
-def test_a_dp_run_writes_epsilon_and_delta_every_round(settings, tmp_path):
-    """End to end through run_rounds (clipping and noise are measured in test_privacy.py)."""
-    from pathlib import Path
-
-    dp = settings.replace(
-        run_dir=str(tmp_path / "dp"), dp_noise_multiplier=1.0, dp_clipping_norm=0.5
-    )
-    simulate(dp, num_supernodes=4)
-    rows = read_rounds(Path(dp.run_dir))
-    assert [r["round"] for r in rows] == [0, 1, 2]
-    eps = [r["epsilon"] for r in rows[1:]]
-    assert 0 < eps[0] < eps[1] and all(np.isfinite(eps))  # privacy loss composes over rounds
-    assert rows[1]["delta"] == pytest.approx(1e-5)
-
-
-def test_dp_needs_fedavg_with_dense_updates():
-    with pytest.raises(ConfigError, match="dp_noise_multiplier > 0 needs fl/strategy=fedavg"):
+def test_dp_and_robust_aggregation_are_refused_where_their_guarantee_cannot_hold():
+    with pytest.raises(ConfigError, match="aggregates on its own"):
         FederatedSettings.create(dp_noise_multiplier=1.0, strategy={"name": "fedmedian"})
+    with pytest.raises(ConfigError, match="aggregates on its own"):
+        FederatedSettings.create(robust_aggregator="krum", strategy={"name": "krum"})
+    with pytest.raises(ConfigError, match="cannot be combined"):
+        FederatedSettings.create(dp_noise_multiplier=1.0, robust_aggregator="median")
+    with pytest.raises(ConfigError, match="assumes Poisson sampling"):
+        FederatedSettings.create(dp_noise_multiplier=1.0, client_sampling="fixed")
+    with pytest.raises(ConfigError, match="robust_aggregator"):
+        FederatedSettings.create(robust_aggregator="geomedian")
+    assert FederatedSettings.create(dp_noise_multiplier=1.0).poisson_sampling
+    assert not FederatedSettings.create().poisson_sampling
 
 
 def test_server_optimizers_keep_the_model_dtypes_so_later_rounds_are_accepted(settings, tmp_path):
@@ -251,65 +246,47 @@ def test_row_sparse_client_sends_its_rows_plus_the_rows_that_moved_most(settings
     )
 
 
-def _expected_epsilon(rows, settings, n_clients: int) -> float:
-    """Epsilon of a fresh RdpAccountant that composes exactly the rows' releases."""
-    from flwr.supercore.privacy_accounting import (
-        GaussianPrivacyEvent,
-        NeighboringRelation,
-        PrivacyConfig,
-        SamplingMethod,
-    )
-    from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
+def _dp_accounting_epsilon(rate: float, sigma: float, rounds: int, delta: float) -> float:
+    """Epsilon computed directly with dp-accounting: ``rounds`` Poisson-subsampled Gaussians."""
+    import dp_accounting
+    from dp_accounting.rdp import RdpAccountant
 
-    accountant = RdpAccountant(
-        PrivacyConfig(
-            target_delta=settings.dp_delta,
-            population_size=n_clients,
-            neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
-            sampling_method=SamplingMethod.NO_AMPLIFICATION,
-        )
-    )
-    for row in rows:
-        if row["dp_release"]:
-            accountant.compose(
-                GaussianPrivacyEvent(
-                    noise_multiplier=settings.dp_noise_multiplier,
-                    sample_size=row["sampled"],
-                    population_size=n_clients,
-                )
-            )
-    return accountant.get_privacy_spent().epsilon
+    event = dp_accounting.PoissonSampledDpEvent(rate, dp_accounting.GaussianDpEvent(sigma))
+    return RdpAccountant().compose(event, rounds).get_epsilon(delta)
 
 
-def test_dp_accounts_every_release_across_a_resume_and_none_for_a_round_without_one(
+def test_dp_fedadam_with_row_sparse_int8_updates_accounts_every_round_across_a_resume(
     settings, tmp_path
 ):
+    """In Flower's runtime: Poisson sampling, clipping and noise before FedAdam; every round is
+    one release, also with dropped clients, and a resumed run continues the count."""
     from pathlib import Path
 
     dp = settings.replace(
         run_dir=str(tmp_path / "dp"),
+        strategy=StrategySpec(),
+        client_optimizer="sgd",
+        lr=0.5,
+        update_encoding="row-sparse",
+        quantize="int8",
+        fraction_train=0.5,
         dp_noise_multiplier=1.0,
         dp_clipping_norm=0.5,
         num_rounds=3,
-        drop_fraction=0.2,  # a dropped client means no release that round (Flower's strict DP)
+        drop_fraction=0.2,
     )
     simulate(dp, num_supernodes=4)
     simulate(dp.replace(num_rounds=5), num_supernodes=4)  # resumes after round 3
     rows = [r for r in read_rounds(Path(dp.run_dir)) if r["round"] > 0]
     assert [r["round"] for r in rows] == [1, 2, 3, 4, 5]
-    released = [r for r in rows if r["dp_release"]]
-    silent = [r for r in rows if not r["dp_release"]]
-    assert released and silent, rows  # this seed drops a client in some rounds, not all
-    for row in silent:
-        assert row["dropped"] > 0 and not row["aggregated"]
-    previous = 0.0
+    assert all(r["aggregated"] and r["dp_release"] for r in rows)
+    assert [r["dp_releases"] for r in rows] == [1, 2, 3, 4, 5]
+    assert len({r["sampled"] for r in rows}) > 1  # Poisson sampling: the sample size varies
     for row in rows:
-        assert row["dp_releases"] == sum(
-            r["dp_release"] for r in rows if r["round"] <= row["round"]
+        assert row["delta"] == pytest.approx(1e-6)
+        assert row["epsilon"] == pytest.approx(
+            _dp_accounting_epsilon(0.5, 1.0, row["round"], 1e-6), rel=1e-9
         )
-        assert (row["epsilon"] > previous) == row["dp_release"]
-        previous = row["epsilon"]
-    assert rows[-1]["epsilon"] == pytest.approx(_expected_epsilon(rows, dp, 4), rel=1e-9)
 
 
 def test_the_same_seed_gives_the_same_rounds_and_another_seed_other_ones(settings, tmp_path):

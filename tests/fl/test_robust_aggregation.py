@@ -11,13 +11,23 @@ from fl.robust_aggregation import AGGREGATORS, RobustAggregator
 from fl.simulated_attacks import alie_z, little_is_enough
 from fl.update_matrix import UpdateMatrix
 
-GLOBAL = {"emb": np.zeros((6, 4), np.float32), "w": np.zeros(5, np.float32), "step": np.array(3)}
+GLOBAL = {
+    "emb": np.linspace(-1, 1, 24, dtype=np.float32).reshape(6, 4),
+    "w": np.zeros(5, np.float32),
+    "step": np.array(3),
+}
 
 
 def _updates(deltas: list[dict[str, np.ndarray]], touched: list[dict] | None = None):
+    """Decoded updates as :func:`fl.compression.decode_update` returns them: a row-sparse key holds
+    only its sent rows' values."""
     touched = touched or [{} for _ in deltas]
+
+    def sent(key: str, value: np.ndarray, t: dict) -> np.ndarray:
+        return value[np.asarray(t[key])] if key in t else value
+
     return [
-        ({**{k: GLOBAL[k] + d[k] for k in ("emb", "w")}, "step": GLOBAL["step"]}, t)
+        ({**{k: sent(k, GLOBAL[k] + d[k], t) for k in ("emb", "w")}, "step": GLOBAL["step"]}, t)
         for d, t in zip(deltas, touched, strict=True)
     ]
 
@@ -113,7 +123,7 @@ def test_the_aggregate_applies_to_float_arrays_only_and_keeps_dtypes():
     matrix = UpdateMatrix.from_updates(GLOBAL, _updates(_honest(3, np.random.default_rng(1))))
     new = matrix.apply(GLOBAL, RobustAggregator("median").aggregate(matrix))
     assert new["emb"].dtype == np.float32 and new["step"] == 3
-    assert np.allclose(new["emb"], 0.5, atol=0.05)
+    assert np.allclose(new["emb"], GLOBAL["emb"] + 0.5, atol=0.05)
 
 
 @pytest.mark.parametrize(("n", "f"), [(50, 12), (10, 1), (90, 9)])
@@ -142,3 +152,24 @@ def test_krum_distances_are_exact_for_every_pair():
     for i, j in itertools.combinations(range(6), 2):
         exact = np.sum((matrix.values[i].astype(np.float64) - matrix.values[j]) ** 2)
         assert dist[i, j] == pytest.approx(exact, rel=1e-6, abs=1e-9)
+
+
+def test_little_is_enough_on_row_sparse_updates_sends_only_the_attackers_rows():
+    rng = np.random.default_rng(5)
+    deltas = _honest(8, rng)
+    touched = [{"emb": np.sort(rng.choice(6, size=3, replace=False))} for _ in deltas]
+    updates = _updates(deltas, touched)
+    flags = [i < 2 for i in range(8)]
+    attacked = little_is_enough(GLOBAL, updates, flags, factor=1.0)
+    masked = UpdateMatrix.from_updates(GLOBAL, updates).masked().astype(np.float64)
+    expected = np.nanmean(masked, axis=0) - alie_z(8, 2) * np.nanstd(masked, axis=0)
+    again = UpdateMatrix.from_updates(GLOBAL, attacked)
+    for i, bad in enumerate(flags):
+        state, sent = attacked[i]
+        assert state["emb"].shape == (len(touched[i]["emb"]), 4)  # the sent rows only
+        assert sent is touched[i]
+        if bad:
+            ok = again.sent[i]
+            assert np.allclose(again.values[i][ok], expected[ok], atol=1e-5)
+        else:
+            assert np.array_equal(state["emb"], updates[i][0]["emb"])

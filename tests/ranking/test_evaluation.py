@@ -280,3 +280,17 @@ def test_evaluate_without_targets_raises_data_error() -> None:
     split = leave_one_out(make_log([[0, 1], [1]], n_items=2))
     with pytest.raises(DataError, match="no targets"):
         evaluate(MostPopular().fit(split.train), split)
+
+
+def test_bootstrap_interval_brackets_the_metric_and_narrows_with_more_users():
+    from ranking.metrics import bootstrap_ci, ndcg
+
+    rng = np.random.default_rng(0)
+    few = rng.integers(0, 30, size=50)
+    many = rng.integers(0, 30, size=5000)
+    lo_few, hi_few = bootstrap_ci(few, ndcg, 10, resamples=400)
+    lo_many, hi_many = bootstrap_ci(many, ndcg, 10, resamples=400)
+    assert lo_few <= ndcg(few, 10) <= hi_few and lo_many <= ndcg(many, 10) <= hi_many
+    assert 0 < hi_many - lo_many < (hi_few - lo_few) / 4  # width ~ 1/sqrt(n): 10x more users
+    perfect = np.zeros(40, dtype=np.int64)
+    assert bootstrap_ci(perfect, ndcg, 10, resamples=50) == (1.0, 1.0)

@@ -1,0 +1,147 @@
+"""Every strategy x update encoding x quantisation that the settings allow, and every robust
+aggregator and the DP mechanism with a server optimiser, runs two rounds of the real ServerApp
+round loop and ClientApp, in process (:mod:`in_process_grid`), and moves the model."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from in_process_grid import InProcessGrid, server_identity
+
+from fl.client_app import make_client_app
+from fl.robust_aggregation import AGGREGATORS
+from fl.server_app import load_round_state, run_rounds
+from fl.settings import FederatedSettings
+from fl.strategies import STRATEGIES
+from fl.task import build_task_network, get_state
+from ranking.storage import save_dataset
+from simulations.datasets.synthetic import generate_world
+
+N_ITEMS = 80
+SERVER_STEP = {"fedadam": 0.05, "fedyogi": 0.05}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    root = tmp_path_factory.mktemp("matrix")
+    save_dataset(generate_world(n_items=N_ITEMS, n_users=48, seed=3).dataset, root / "data.npz")
+    return FederatedSettings.create(
+        data_path=str(root / "data.npz"),
+        num_rounds=2,
+        fraction_train=1.0,
+        partition="users_per_client",
+        users_per_client=8,
+        min_train_nodes=2,
+        lr=0.5,
+        heldout_fraction=0.3,
+        sparse_extra_rows=5,
+        model={"kind": "sasrec", "model": {"hidden": 16, "n_blocks": 1}, "train": {"max_len": 10}},
+    )
+
+
+def _run(base: FederatedSettings, tmp_path: Path, **changes) -> tuple[list, dict, dict]:
+    """Two rounds: (round rows, initial state, final state)."""
+    settings = base.replace(run_dir=str(tmp_path / "run"), **changes)
+    grid = InProcessGrid(make_client_app(settings), n_nodes=4)
+    initial = get_state(build_task_network(settings, N_ITEMS))
+    with server_identity():
+        rows = run_rounds(grid, settings)
+    _, final = load_round_state(Path(settings.run_dir))
+    return rows, initial, final
+
+
+def _assert_moved(rows, initial, final) -> None:
+    assert [r["round"] for r in rows] == [0, 1, 2]
+    for row in rows[1:]:
+        assert row["aggregated"], row
+        assert row["rejected"] == 0 and row["accepted"] == row["sampled"] > 0, row
+    assert set(final) == set(initial)
+    for key, value in final.items():
+        assert value.dtype == initial[key].dtype and np.isfinite(value).all(), key
+    assert any(not np.array_equal(final[k], initial[k]) for k in final)
+
+
+def _strategy(name: str) -> dict:
+    spec = {"name": name}
+    if name in SERVER_STEP:
+        spec["eta"] = SERVER_STEP[name]
+    return spec
+
+
+MATRIX = [
+    (name, encoding, quantize)
+    for name, entry in STRATEGIES.items()
+    for encoding in (("dense", "row-sparse") if entry.row_sparse else ("dense",))
+    for quantize in ("none", "int8")
+]
+
+
+@pytest.mark.parametrize(("strategy", "encoding", "quantize"), MATRIX)
+def test_each_allowed_strategy_encoding_and_quantisation_runs_two_rounds(
+    base, tmp_path, strategy, encoding, quantize
+):
+    _assert_moved(
+        *_run(
+            base,
+            tmp_path,
+            strategy=FederatedSettings.create(strategy=_strategy(strategy)).strategy,
+            update_encoding=encoding,
+            quantize=quantize,
+        )
+    )
+
+
+def test_the_settings_refuse_row_sparse_updates_for_strategies_that_aggregate_alone():
+    from encoders.errors import ConfigError
+
+    for name, entry in STRATEGIES.items():
+        if not entry.row_sparse:
+            with pytest.raises(ConfigError, match="row-sparse"):
+                FederatedSettings.create(strategy={"name": name}, update_encoding="row-sparse")
+
+
+@pytest.mark.parametrize("aggregator", [a for a in AGGREGATORS if a != "none"])
+@pytest.mark.parametrize("encoding", ["dense", "row-sparse"])
+def test_each_robust_aggregator_feeds_fedadam_for_two_rounds(base, tmp_path, aggregator, encoding):
+    _assert_moved(
+        *_run(
+            base,
+            tmp_path,
+            strategy=FederatedSettings.create(strategy=_strategy("fedadam")).strategy,
+            robust_aggregator=aggregator,
+            update_encoding=encoding,
+            quantize="int8",
+        )
+    )
+
+
+@pytest.mark.parametrize("encoding", ["dense", "row-sparse"])
+def test_dp_feeds_a_server_optimiser_with_poisson_sampling(base, tmp_path, encoding):
+    rows, initial, final = _run(
+        base,
+        tmp_path,
+        strategy=FederatedSettings.create(strategy=_strategy("fedavgm")).strategy,
+        fraction_train=0.75,
+        dp_noise_multiplier=0.5,
+        dp_clipping_norm=0.5,
+        update_encoding=encoding,
+        quantize="int8",
+    )
+    assert all(r["aggregated"] and r["dp_release"] for r in rows[1:])
+    assert [r["dp_releases"] for r in rows[1:]] == [1, 2]
+    assert any(not np.array_equal(final[k], initial[k]) for k in final)
+
+
+@pytest.mark.parametrize("encoding", ["dense", "row-sparse"])
+def test_the_simulated_alie_attack_runs_against_a_robust_aggregator(base, tmp_path, encoding):
+    rows, initial, final = _run(
+        base,
+        tmp_path,
+        strategy=FederatedSettings.create(strategy=_strategy("fedadam")).strategy,
+        robust_aggregator="trimmed-mean",
+        robust_trim=0.25,
+        byzantine_fraction=0.5,
+        byzantine_mode="alie",
+        update_encoding=encoding,
+    )
+    _assert_moved(rows, initial, final)
