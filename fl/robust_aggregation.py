@@ -19,11 +19,14 @@ statistic.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fl.update_matrix import UpdateMatrix
 from ranking.errors import ConfigError
+
+if TYPE_CHECKING:  # the settings import AGGREGATORS on devices, where scipy is not installed
+    from fl.update_matrix import UpdateMatrix
 
 __all__ = ["AGGREGATORS", "RobustAggregator", "krum_scores", "pairwise_sq_distances"]
 

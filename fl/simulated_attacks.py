@@ -44,9 +44,11 @@ def little_is_enough(
         return list(updates)
     matrix = UpdateMatrix.from_updates(global_state, updates)
     masked = matrix.masked().astype(np.float64)
-    with np.errstate(all="ignore"):
-        mu = np.nan_to_num(np.nanmean(masked, axis=0))
-        sigma = np.nan_to_num(np.nanstd(masked, axis=0))
+    sent = ~np.isnan(masked)
+    count = np.maximum(sent.sum(axis=0), 1)  # a coordinate nobody sent gets mu = sigma = 0
+    values = np.where(sent, masked, 0.0)
+    mu = values.sum(axis=0) / count
+    sigma = np.sqrt(np.where(sent, (values - mu) ** 2, 0.0).sum(axis=0) / count)
     malicious = mu - alie_z(len(updates), len(attackers)) * factor * sigma
     out = list(updates)
     for i in attackers:
