@@ -28,7 +28,9 @@ simulate: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q $(ARGS)
+	@# two workers, one test file each at a time (module fixtures are built once): most of the
+	@# suite's time is spent waiting on Flower, Ray and Redis processes, so 2 cores run 2 files
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

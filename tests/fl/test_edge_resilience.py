@@ -31,7 +31,7 @@ from fl.server_app import read_rounds
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-ROUNDS = 3
+ROUNDS = 2
 
 pytestmark = require_commands("flwr", "flower-superlink", "flower-supernode")
 
