@@ -189,7 +189,10 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
     atomic_write_text(run_dir / ROUNDS, "".join(json.dumps(r) + "\n" for r in rows))
 
     strategy = make_strategy(settings, data.partition.n_clients)
-    ordered = OrderedGrid(grid, node_partitions(grid, settings.timeout))
+    partitions = (
+        node_partitions(grid, settings.timeout) if settings.order_nodes_by_partition else {}
+    )
+    ordered = OrderedGrid(grid, partitions)
     dense_bytes = int(sum(v.nbytes for v in state.values()))
     progress = tqdm(
         total=settings.num_rounds,

@@ -145,3 +145,20 @@ def test_the_simulated_alie_attack_runs_against_a_robust_aggregator(base, tmp_pa
         update_encoding=encoding,
     )
     _assert_moved(rows, initial, final)
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_partition_ids_are_queried_once_per_node_only_when_nodes_are_ordered_by_them(
+    base, tmp_path, ordered
+):
+    from flwr.app import MessageType
+
+    settings = base.replace(run_dir=str(tmp_path / "run"), order_nodes_by_partition=ordered)
+    grid = InProcessGrid(make_client_app(settings), n_nodes=4)
+    with server_identity():
+        rows = run_rounds(grid, settings)
+    queries = [m for m in grid.delivered if m.metadata.message_type == MessageType.QUERY]
+    assert sorted(m.metadata.dst_node_id for m in queries) == (
+        sorted(grid.get_node_ids()) if ordered else []
+    )
+    assert all(r["aggregated"] and r["accepted"] == 4 for r in rows[1:])
