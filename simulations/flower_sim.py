@@ -39,12 +39,16 @@ class SimulationBackend:
     ray_address:
         Connect to this existing Ray cluster (``host:port`` of its head, or ``auto``) instead of
         starting Ray here; the cluster's resources decide the actor count.
+    linear_dispatch:
+        Hand messages to the workers with :mod:`simulations.vce_dispatch` (one pass over the
+        stored messages per sweep) instead of Flower's per-node scan.
     """
 
     num_cpus_per_client: float = 1.0
     num_gpus_per_client: float = 0.0
     num_actors: int | None = None
     ray_address: str | None = None
+    linear_dispatch: bool = True
 
     def __post_init__(self) -> None:
         if self.num_cpus_per_client <= 0 or self.num_gpus_per_client < 0:
@@ -104,11 +108,15 @@ def simulate_apps(
     """Run any ServerApp / ClientApp pair (e.g. the SecAgg+ pair) in the Simulation Runtime."""
     from flwr.simulation import run_simulation
 
-    with warnings.catch_warnings():
+    from simulations.vce_dispatch import flower_dispatch, linear_dispatch
+
+    backend = backend or SimulationBackend()
+    dispatch = linear_dispatch() if backend.linear_dispatch else flower_dispatch()
+    with warnings.catch_warnings(), dispatch:
         warnings.simplefilter("ignore", DeprecationWarning)
         run_simulation(
             server_app=server_app,
             client_app=client_app,
             num_supernodes=num_supernodes,
-            backend_config=(backend or SimulationBackend()).backend_config(),
+            backend_config=backend.backend_config(),
         )
