@@ -258,8 +258,8 @@ def main() -> None:
             update_encoding="row-sparse",
             quantize="int8",
             strategy={"name": "fedadam", "eta": args.eta},
-            # ordering 18,000 simulated nodes by partition id costs one query message each
-            # (~10 min on 2 cores) before round 1: the 20,000-user world is run unordered
+            # ordering 18,000 simulated nodes by partition id costs one query message each before
+            # round 1 (it did not finish in 10 min with Flower's dispatcher): run unordered
             order_nodes_by_partition=name != "synthetic20k",
         )
         ranks: dict[str, np.ndarray] = {}

@@ -69,9 +69,9 @@ class FederatedSettings:
     # (each node independently with probability fraction-train), "auto" (poisson under DP)
     client_sampling: str = "auto"
     # nodes are ordered by partition id, asked once at the start with one query message per node,
-    # so that a run follows from its seed; false skips the query (about 30 nodes a second in the
-    # simulation on 2 cores: 10 minutes for 18,000 nodes) and orders nodes by Flower's node ids,
-    # which are random, so sampling and aggregation order then differ from run to run
+    # so that a run follows from its seed; false skips the query (one message per node: 18,000 in
+    # the 20,000-user world) and orders nodes by Flower's node ids, which are random, so sampling
+    # and aggregation order then differ from run to run
     order_nodes_by_partition: bool = True
     # central differential privacy (fl.private_aggregation): server-side clipping of each update,
     # uniform sum + Gaussian noise, then the server optimiser (0 = off)
