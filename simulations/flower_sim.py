@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,10 +109,10 @@ def simulate_apps(
     """Run any ServerApp / ClientApp pair (e.g. the SecAgg+ pair) in the Simulation Runtime."""
     from flwr.simulation import run_simulation
 
-    from simulations.vce_dispatch import flower_dispatch, linear_dispatch
+    from simulations.vce_dispatch import linear_dispatch
 
     backend = backend or SimulationBackend()
-    dispatch = linear_dispatch() if backend.linear_dispatch else flower_dispatch()
+    dispatch = linear_dispatch() if backend.linear_dispatch else nullcontext(False)
     with warnings.catch_warnings(), dispatch:
         warnings.simplefilter("ignore", DeprecationWarning)
         run_simulation(

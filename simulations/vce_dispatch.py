@@ -54,41 +54,15 @@ def next_message_per_node(state: Any, nodes: Any) -> list[Any]:
     return list(picked.values())
 
 
-_flower_dispatcher: Any = None
-"""Flower's own ``add_messages_to_queue`` while :func:`linear_dispatch` has replaced it."""
-
-
-def _add_messages_to_queue(
-    state: Any, queue: Queue, nodes_mapping: dict[int, int], f_stop: threading.Event
-) -> None:
-    """Drop-in for ``vce_api.add_messages_to_queue`` (same arguments, same loop); a link state
-    other than the in-memory one goes to Flower's own."""
-    from flwr.server.superlink.linkstate.in_memory_linkstate import InMemoryLinkState
-
-    if not isinstance(state, InMemoryLinkState) and _flower_dispatcher is not None:
-        _flower_dispatcher(state, queue, nodes_mapping, f_stop)
-        return
-    while not f_stop.is_set():
-        for message in next_message_per_node(state, nodes_mapping):
-            queue.put(message)
-        f_stop.wait(SWEEP_INTERVAL_S)
-
-
 def _supported() -> bool:
     try:
         from flwr.server.superlink.fleet.vce import vce_api
         from flwr.server.superlink.linkstate.in_memory_linkstate import InMemoryLinkState
     except ImportError:
         return False
-    return hasattr(vce_api, "add_messages_to_queue") and all(
-        hasattr(InMemoryLinkState, name) for name in ("_check_stored_messages", "get_message_ins")
+    return hasattr(vce_api, "add_messages_to_queue") and hasattr(
+        InMemoryLinkState, "_check_stored_messages"
     )
-
-
-@contextmanager
-def flower_dispatch() -> Iterator[bool]:
-    """Flower's own dispatcher (for comparisons); yields False."""
-    yield False
 
 
 @contextmanager
@@ -100,12 +74,25 @@ def linear_dispatch() -> Iterator[bool]:
         yield False
         return
     from flwr.server.superlink.fleet.vce import vce_api
+    from flwr.server.superlink.linkstate.in_memory_linkstate import InMemoryLinkState
 
-    global _flower_dispatcher
-    _flower_dispatcher = vce_api.add_messages_to_queue
-    vce_api.add_messages_to_queue = _add_messages_to_queue
+    flowers = vce_api.add_messages_to_queue
+
+    def add_messages_to_queue(
+        state: Any, queue: Queue, nodes_mapping: dict[int, int], f_stop: threading.Event
+    ) -> None:
+        """Drop-in for Flower's (same arguments, same loop); a link state other than the
+        in-memory one goes to Flower's own."""
+        if not isinstance(state, InMemoryLinkState):
+            flowers(state, queue, nodes_mapping, f_stop)
+            return
+        while not f_stop.is_set():
+            for message in next_message_per_node(state, nodes_mapping):
+                queue.put(message)
+            f_stop.wait(SWEEP_INTERVAL_S)
+
+    vce_api.add_messages_to_queue = add_messages_to_queue
     try:
         yield True
     finally:
-        vce_api.add_messages_to_queue = _flower_dispatcher
-        _flower_dispatcher = None
+        vce_api.add_messages_to_queue = flowers
