@@ -14,7 +14,7 @@ privacy and small effects), ``ml100k`` (``../shared/data/ml-100k``).
 
 Groups (``--groups``):
 
-* ``accuracy``: central vs federated dense / row-sparse / row-sparse int8;
+* ``accuracy``: central vs federated dense / row-sparse / row-sparse int8 / dense int8;
 * ``drops``: 20% of the sampled clients crashing every round, against the same run without;
 * ``byzantine``: 10% Byzantine clients, sign-flip scaled by -5 and "a little is enough", under the
   plain recipe and with robust aggregators before FedAdam, each against the clean run;
@@ -190,6 +190,7 @@ def experiments(group: str, base: FederatedSettings) -> list[tuple[str, Federate
                 "",
             ),
             ("federated row-sparse int8", base, ""),
+            ("federated dense int8", base.replace(update_encoding="dense"), ""),
         ]
     if group == "drops":
         return [

@@ -31,6 +31,7 @@ from fl.compression import (
     touched_rows_from_sequences,
 )
 from fl.device_rules import DeviceRules, LocalState, recent_history, today_utc
+from fl.local_training import train_locally
 from fl.settings import FederatedSettings
 from fl.task import (
     EMBEDDING_KEYS,
@@ -38,7 +39,6 @@ from fl.task import (
     build_task_network,
     from_array_record,
     get_state,
-    local_train_config,
     set_state,
     task_data,
     to_array_record,
@@ -48,7 +48,6 @@ from ranking.data import Interactions, leave_one_out, sequence_windows
 from ranking.evaluation import evaluate
 from ranking.recommender import SequenceRecommender
 from ranking.storage import load_dataset
-from ranking.trainer import train_epochs
 
 log = logging.getLogger("tandem.fl")
 
@@ -157,38 +156,9 @@ def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
             )
         network = build_task_network(settings, n_items)
         global_state: State = from_array_record(msg.content["arrays"])
-        set_state(network, global_state)
-        penalty = None
-        if settings.strategy.name == "fedprox" and settings.strategy.settings.proximal_mu > 0:
-            anchor = [p.detach().clone() for p in network.parameters()]
-            mu = settings.strategy.settings.proximal_mu
-
-            def penalty(model: torch.nn.Module) -> torch.Tensor:
-                return (
-                    0.5
-                    * mu
-                    * sum(
-                        ((p - a) ** 2).sum()
-                        for p, a in zip(model.parameters(), anchor, strict=True)
-                    )
-                )
-
         sequences = interactions.sequences()
-        cfg = local_train_config(settings, seed=settings.seed * 100_003 + round_ * 1_009 + pid)
-        torch.manual_seed(cfg.seed)
-        optimizer = (
-            torch.optim.SGD(network.parameters(), lr=settings.lr)
-            if settings.client_optimizer == "sgd"
-            else None
-        )
-        result = train_epochs(
-            network,
-            sequences,
-            cfg,
-            settings.local_epochs,
-            penalty=penalty,
-            optimizer=optimizer,
-            max_steps=rules.max_local_steps,
+        result = train_locally(
+            settings, network, global_state, sequences, round_, pid, max_steps=rules.max_local_steps
         )
         local.record(round_, today, steps=int(result["steps"]))
         new_state = get_state(network)
@@ -205,7 +175,7 @@ def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
         if settings.update_encoding == "row-sparse":
             keys = EMBEDDING_KEYS
             touched = rows_to_send(settings, sequences, new_state, global_state)
-        payload = encode_update(new_state, keys, touched, settings.quantize)
+        payload = encode_update(new_state, keys, touched, settings.quantize, global_state)
         metrics = MetricRecord(
             {
                 "num-examples": int(result["n_targets"]),

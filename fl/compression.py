@@ -7,8 +7,12 @@ items in its own data (:mod:`fl.row_selection`), so only those rows are sent.
 :func:`decode_update` rebuilds it; :mod:`fl.row_sparse_aggregation` averages decoded updates.
 
 Quantisation (:mod:`fl.quantization`) applies to floating-point arrays only (integer buffers
-always travel as they are). Decoding infers the scheme from the dtypes, so a payload needs no
-metadata.
+always travel as they are), and it encodes the *change* from the reference state (the global state
+the client started from), not the weights: one round's change is far smaller than the weights, so
+an int8 grid over the weights (step ``max|w| / 127``) would round most of it away, and it would do
+so the same way for every client (all start from the same weights), which averaging cannot undo.
+The server holds the reference and adds it back. Decoding infers the scheme from the dtypes, so a
+payload needs no metadata.
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ def _encode_array(key: str, x: np.ndarray, quantize: str, out: dict[str, np.ndar
     if not _is_float(x) or quantize == "none":
         out[key] = np.array(x, copy=True)
     elif quantize == "fp16":
+        if x.dtype == np.float16:  # decoding tells a change from weights by the narrower dtype
+            raise ConfigError(
+                f"quantize='fp16' needs float32 or float64 weights; {key!r} is float16"
+            )
         # values beyond the float16 range become +-Inf; check_update rejects them on arrival
         with np.errstate(over="ignore"):
             out[key] = x.astype(np.float16)
@@ -58,9 +66,16 @@ def _scale_key(key: str) -> str:
     return (key[: -len(VALUES)] if key.endswith(VALUES) else key) + SCALE
 
 
-def _decode_array(key: str, x: np.ndarray, scale: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
-    if scale is not None:
-        return dequantize_int8(x, scale, dtype)
+def _decode_array(
+    x: np.ndarray, scale: np.ndarray | None, ref: np.ndarray, dtype: np.dtype
+) -> np.ndarray:
+    """The array a payload entry stands for; ``ref``: the reference values at the same places."""
+    if scale is not None:  # int8: the change from the reference
+        return (np.asarray(ref, dtype=np.float64) + dequantize_int8(x, scale, np.float64)).astype(
+            dtype
+        )
+    if _is_float(np.asarray(x)) and np.asarray(x).dtype != dtype:  # fp16: the change too
+        return (np.asarray(ref, dtype=np.float64) + np.asarray(x, dtype=np.float64)).astype(dtype)
     return np.asarray(x).astype(dtype, copy=True)
 
 
@@ -69,6 +84,7 @@ def encode_update(
     embedding_keys: Iterable[str],
     touched_rows: np.ndarray | Mapping[str, np.ndarray],
     quantize: Quantize = "none",
+    reference_state: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Encode a client's new model state as a row-sparse, optionally quantised payload.
 
@@ -82,7 +98,11 @@ def encode_update(
         Rows to send: one index array used for every embedding table, or a mapping from embedding
         key to its rows. Duplicates are removed and rows are sorted.
     quantize:
-        ``"none"``, ``"fp16"`` or ``"int8"`` (see :mod:`fl.quantization`).
+        ``"none"``, ``"fp16"`` or ``"int8"`` (see :mod:`fl.quantization`): ``fp16`` and ``int8``
+        encode ``new_state - reference_state`` of floating-point arrays.
+    reference_state:
+        The global state the client started from (needed when ``quantize`` is not ``"none"``;
+        :func:`decode_update` adds it back).
 
     Returns
     -------
@@ -93,10 +113,22 @@ def encode_update(
     ------
     ConfigError
         On an unknown quantisation mode, an embedding key absent from the state or not 2-D, a state
-        key containing ``"::"``, or touched rows out of range.
+        key containing ``"::"``, touched rows out of range, or a quantised update without a
+        reference state that has every key in the same shape.
     """
     if quantize not in QUANTIZE_MODES:
         raise ConfigError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+    if quantize != "none":
+        if reference_state is None:
+            raise ConfigError(
+                f"quantize={quantize!r} encodes the change from a reference state: pass reference_state"
+            )
+        for key, value in new_state.items():
+            if key not in reference_state or np.shape(reference_state[key]) != np.shape(value):
+                raise ConfigError(
+                    f"reference_state lacks {key!r} or has another shape than the new state's "
+                    f"{np.shape(value)}"
+                )
     emb_keys = list(dict.fromkeys(embedding_keys))
     for key in new_state:
         if SEP in key:
@@ -111,8 +143,12 @@ def encode_update(
     payload: dict[str, np.ndarray] = {}
     for key, value in new_state.items():
         x = np.asarray(value)
+        change = x
+        if quantize != "none" and _is_float(x):
+            assert reference_state is not None
+            change = x.astype(np.float64) - np.asarray(reference_state[key], dtype=np.float64)
         if key not in emb_keys:
-            _encode_array(key, x, quantize, payload)
+            _encode_array(key, change.astype(x.dtype), quantize, payload)
             continue
         if isinstance(touched_rows, Mapping):
             if key not in touched_rows:
@@ -127,7 +163,7 @@ def encode_update(
                 f"got {int(rows[0])}..{int(rows[-1])}"
             )
         payload[key + ROWS] = rows
-        _encode_array(key + VALUES, x[rows], quantize, payload)
+        _encode_array(key + VALUES, change[rows].astype(x.dtype), quantize, payload)
     return payload
 
 
@@ -163,8 +199,10 @@ def decode_update(
     for key, ref in reference_state.items():
         dtype = np.asarray(ref).dtype
         if key + ROWS in payload:
-            touched[key] = np.asarray(payload[key + ROWS], dtype=np.int64).copy()
-            state[key] = _decode_array(key, payload[key + VALUES], payload.get(key + SCALE), dtype)
+            rows = np.asarray(payload[key + ROWS], dtype=np.int64).copy()
+            touched[key] = rows
+            values, scale = payload[key + VALUES], payload.get(key + SCALE)
+            state[key] = _decode_array(values, scale, np.asarray(ref)[rows], dtype)
         else:
-            state[key] = _decode_array(key, payload[key], payload.get(key + SCALE), dtype)
+            state[key] = _decode_array(payload[key], payload.get(key + SCALE), ref, dtype)
     return state, touched

@@ -6,6 +6,8 @@ one-to-one onto a Flower ``ArrayRecord``):
 * ``<key>``: a dense array (every state entry that is not an embedding table);
 * ``<key>::rows`` (``int64 [k]``, sorted, unique) and ``<key>::values`` (``[k, ...]``): the
   touched rows of an embedding table and their values;
+* quantised (``fp16`` / ``int8``) floating-point entries hold the change from the reference state
+  (the global state the client started from), not the weights;
 * ``<key>::scale`` (``float32``): present only for int8-quantised arrays; one scale per row for
   arrays of two or more dimensions (per sent row for embedding values), one per tensor (shape
   ``(1,)``) otherwise.

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from flwr.app import Context
 from flwr.client import ClientApp, NumPyClient
 from flwr.client.mod import secaggplus_mod
@@ -28,17 +27,15 @@ from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.server.workflow.constant import MAIN_PARAMS_RECORD
 
 from fl.client_app import client_interactions
+from fl.local_training import train_locally
 from fl.settings import FederatedSettings
 from fl.task import (
     build_task_network,
     evaluate_state,
     get_state,
-    local_train_config,
-    set_state,
     task_data,
 )
 from ranking.storage import atomic_write_text
-from ranking.trainer import train_epochs
 
 
 class SessionModelClient(NumPyClient):
@@ -56,21 +53,10 @@ class SessionModelClient(NumPyClient):
     def fit(
         self, parameters: list[np.ndarray], config: dict[str, Any]
     ) -> tuple[list[np.ndarray], int, dict]:
-        set_state(self.network, dict(zip(self.keys, parameters, strict=True)))
+        state = dict(zip(self.keys, parameters, strict=True))
         round_ = int(config.get("server-round", 0) or 0)
-        cfg = local_train_config(
-            self.settings, seed=self.settings.seed * 100_003 + round_ * 1_009 + self.pid
-        )
-        torch.manual_seed(cfg.seed)
-        optimizer = None
-        if self.settings.client_optimizer == "sgd":
-            optimizer = torch.optim.SGD(self.network.parameters(), lr=self.settings.lr)
-        result = train_epochs(
-            self.network,
-            self.interactions.sequences(),
-            cfg,
-            self.settings.local_epochs,
-            optimizer=optimizer,
+        result = train_locally(
+            self.settings, self.network, state, self.interactions.sequences(), round_, self.pid
         )
         # SecAgg+ weights updates by the example count, bounded by its max_weight: send a unit weight.
         return (

@@ -60,6 +60,9 @@ class FederatedSettings:
     fraction_train: float = 0.1
     min_train_nodes: int = 2
     local_epochs: int = 1
+    # windows per local step (0: the model spec's batch size); smaller batches give clients with
+    # longer histories more local steps
+    local_batch_size: int = 0
     client_optimizer: str = "sgd"
     lr: float = 1.0
     timeout: float = 600.0
@@ -125,6 +128,11 @@ class FederatedSettings:
                 ("fraction_train", 0 < self.fraction_train <= 1, "(0, 1]"),
                 ("min_train_nodes", self.min_train_nodes >= 1, ">= 1"),
                 ("local_epochs", self.local_epochs >= 1, ">= 1"),
+                (
+                    "local_batch_size",
+                    self.local_batch_size >= 0,
+                    ">= 0 (0: the model's batch size)",
+                ),
                 ("client_optimizer", self.client_optimizer in ("sgd", "adam"), "sgd or adam"),
                 ("lr", self.lr > 0, "> 0"),
                 ("timeout", self.timeout > 0, "> 0"),

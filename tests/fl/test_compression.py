@@ -45,30 +45,47 @@ def test_encode_decode_none_is_exact():
         assert np.array_equal(decoded[key], state[key]) and decoded[key].dtype == state[key].dtype
 
 
-def test_fp16_round_trip_within_relative_tolerance():
+def _moved(state: dict[str, np.ndarray], rng: np.random.Generator, size: float) -> dict:
+    """``state`` after a small local step of about ``size`` per weight (integers unchanged)."""
+    return {
+        k: (v + size * rng.normal(size=v.shape)).astype(v.dtype)
+        if np.issubdtype(v.dtype, np.floating)
+        else v.copy()
+        for k, v in state.items()
+    }
+
+
+def test_fp16_sends_the_change_and_round_trips_within_relative_tolerance():
     rng = np.random.default_rng(1)
-    state = make_state(rng)
-    payload = encode_update(state, [EMB], np.arange(10), "fp16")
+    ref = make_state(rng)
+    state = _moved(ref, rng, 1e-3)
+    payload = encode_update(state, [EMB], np.arange(10), "fp16", ref)
     assert (
         payload[EMB + "::values"].dtype == np.float16 and payload["proj.weight"].dtype == np.float16
     )
     assert payload["bn.num_batches_tracked"].dtype == np.int64  # integers are never quantised
-    decoded, _ = decode_update(payload, state)
+    decoded, _ = decode_update(payload, ref)
     assert decoded["proj.weight"].dtype == np.float32
-    np.testing.assert_allclose(decoded[EMB], state[EMB][:10], rtol=1e-3)
-    np.testing.assert_allclose(decoded["proj.weight"], state["proj.weight"], rtol=1e-3)
+    for got, want, base in [
+        (decoded[EMB], state[EMB][:10], ref[EMB][:10]),
+        (decoded["proj.weight"], state["proj.weight"], ref["proj.weight"]),
+    ]:  # the change itself is kept to fp16's relative precision
+        np.testing.assert_allclose(got - base, want - base, rtol=2e-3, atol=1e-6)
 
 
-def test_int8_round_trip_within_half_scale():
+def test_int8_sends_the_change_and_round_trips_within_half_scale():
     rng = np.random.default_rng(2)
-    state = make_state(rng)
-    state["proj.weight"][2] = 0.0  # an all-zero row gets scale 0 and decodes to exact zeros
+    ref = make_state(rng)
+    state = _moved(ref, rng, 1e-3)
+    state["proj.weight"][2] = ref["proj.weight"][2]  # an unchanged row gets scale 0: exact
     rows = np.array([0, 3, 7])
-    payload = encode_update(state, [EMB], rows, "int8")
+    payload = encode_update(state, [EMB], rows, "int8", ref)
     assert payload[EMB + "::values"].dtype == np.int8
     assert payload[EMB + "::scale"].shape == (3,) and payload[EMB + "::scale"].dtype == np.float32
     assert payload["proj.weight::scale"].shape == (6,) and payload["proj.bias::scale"].shape == (1,)
-    decoded, _ = decode_update(payload, state)
+    change = np.abs(state["proj.weight"] - ref["proj.weight"]).max(axis=1)
+    np.testing.assert_allclose(payload["proj.weight::scale"], change / 127, rtol=1e-5)
+    decoded, _ = decode_update(payload, ref)
     checks = [
         (decoded[EMB], state[EMB][rows], payload[EMB + "::scale"][:, None]),
         (decoded["proj.weight"], state["proj.weight"], payload["proj.weight::scale"][:, None]),
@@ -76,7 +93,37 @@ def test_int8_round_trip_within_half_scale():
     ]
     for got, want, scale in checks:
         assert np.all(np.abs(got - want) <= scale / 2 + 1e-6)
-    assert np.all(decoded["proj.weight"][2] == 0.0)
+    assert np.array_equal(decoded["proj.weight"][2], ref["proj.weight"][2])
+
+
+def test_int8_keeps_a_change_far_below_the_weights_own_int8_step():
+    """One round moves weights by far less than max|w| / 254: an int8 grid over the weights would
+    round the change to nothing, the same way for every client."""
+    rng = np.random.default_rng(5)
+    ref = {"w": rng.normal(size=(8, 64)).astype(np.float32)}
+    step = 1e-4 * rng.normal(size=(8, 64))
+    clients = [
+        {"w": (ref["w"] + step + 1e-5 * rng.normal(size=(8, 64))).astype(np.float32)}
+        for _ in range(20)
+    ]
+    weight_step = np.abs(ref["w"]).max(axis=1, keepdims=True) / 254
+    assert np.all(np.abs(step) < weight_step)
+    decoded = [
+        decode_update(encode_update(c, [], np.arange(0), "int8", ref), ref)[0]["w"] for c in clients
+    ]
+    mean_change = np.mean(decoded, axis=0) - ref["w"]
+    true_change = np.mean([c["w"] for c in clients], axis=0) - ref["w"]
+    assert np.corrcoef(mean_change.ravel(), true_change.ravel())[0, 1] > 0.99
+    np.testing.assert_allclose(mean_change, true_change, atol=2e-6)
+
+
+def test_quantised_updates_need_the_reference_state():
+    state = make_state(np.random.default_rng(6))
+    for mode in ("fp16", "int8"):
+        with pytest.raises(ConfigError, match="reference"):
+            encode_update(state, [EMB], np.arange(3), mode)
+    with pytest.raises(ConfigError, match="reference_state lacks 'proj.bias'"):
+        encode_update(state, [EMB], np.arange(3), "int8", {**state, "proj.bias": np.zeros(2)})
 
 
 def test_quantize_int8_uses_full_symmetric_range():
@@ -92,7 +139,7 @@ def test_sparse_payload_is_much_smaller_than_dense():
     rows = rng.choice(1000, size=20, replace=False)
     dense = payload_bytes(encode_update(state, [], rows, "none"))
     sparse = payload_bytes(encode_update(state, [EMB], rows, "none"))
-    sparse_int8 = payload_bytes(encode_update(state, [EMB], rows, "int8"))
+    sparse_int8 = payload_bytes(encode_update(state, [EMB], rows, "int8", state))
     assert dense == payload_bytes(state)
     assert dense >= 10 * sparse
     assert sparse >= 2.5 * sparse_int8
@@ -190,7 +237,7 @@ def test_row_sparse_aggregation_matches_dense_weighted_average(round_, quantize)
     updates = []
     decoded_full = []
     for full, rows, weight in clients:
-        payload = encode_update(full, [EMB], rows, quantize)
+        payload = encode_update(full, [EMB], rows, quantize, glob)
         state, touched = decode_update(payload, glob)
         assert np.array_equal(touched[EMB], rows)
         if quantize == "none":

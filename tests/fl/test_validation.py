@@ -31,7 +31,7 @@ def ref():
 def test_valid_state_and_payloads_pass(ref):
     check_update(ref, ref)
     for mode in ("none", "fp16", "int8"):
-        check_update(encode_update(ref, [EMB], np.array([1, 5]), mode), ref)
+        check_update(encode_update(ref, [EMB], np.array([1, 5]), mode, ref), ref)
     check_update(encode_update(ref, [EMB], np.array([], dtype=np.int64)), ref)
 
 
@@ -56,7 +56,7 @@ def test_rejects_non_finite_sparse_values_and_fp16_overflow(ref):
         check_update(payload, ref)
     big = dict(ref, **{"head.weight": np.full((4, 4), 1e6, np.float32)})
     with pytest.raises(RejectedUpdate, match="'head.weight'.*Inf"):
-        check_update(encode_update(big, [EMB], np.array([2]), "fp16"), ref)
+        check_update(encode_update(big, [EMB], np.array([2]), "fp16", ref), ref)
 
 
 def test_rejects_wrong_shape_and_dtype(ref):
@@ -70,7 +70,7 @@ def test_rejects_wrong_shape_and_dtype(ref):
     payload[EMB + "::values"] = payload[EMB + "::values"][:, :3]
     with pytest.raises(RejectedUpdate, match=f"'{EMB}::values': has shape"):
         check_update(payload, ref)
-    payload = encode_update(ref, [EMB], np.array([2, 3]), "int8")
+    payload = encode_update(ref, [EMB], np.array([2, 3]), "int8", ref)
     del payload[EMB + "::scale"]
     with pytest.raises(RejectedUpdate, match=f"'{EMB}::values': has dtype int8"):
         check_update(payload, ref)

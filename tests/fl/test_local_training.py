@@ -1,0 +1,77 @@
+"""One client's local training (fl.local_training): steps, optimisers and seeding."""
+
+import numpy as np
+import pytest
+
+from fl.local_training import train_locally
+from fl.settings import FederatedSettings
+from fl.task import build_task_network, get_state
+from ranking.data import UserSequences, sequence_windows
+
+MODEL = {"kind": "sasrec", "model": {"hidden": 16, "n_blocks": 1}, "train": {"max_len": 5}}
+
+
+def _settings(**changes) -> FederatedSettings:
+    return FederatedSettings.create(model=MODEL, **changes)
+
+
+def _one_user(length: int, n_items: int = 30) -> UserSequences:
+    items = (np.arange(length) % n_items + 1).astype(np.int64)
+    return UserSequences(
+        indptr=np.array([0, length]), items=items, timestamps=np.arange(length, dtype=np.int64)
+    )
+
+
+@pytest.fixture
+def network():
+    return build_task_network(_settings(), 30)
+
+
+def test_a_smaller_local_batch_gives_a_longer_history_more_steps(network):
+    sequences = _one_user(23)
+    n_windows = len(sequence_windows(sequences, 5)[0])
+    assert n_windows >= 4
+    state = get_state(network)
+    default = train_locally(_settings(), network, state, sequences, round_=1, pid=0)
+    assert default["steps"] == 1  # all windows fit the model's batch of 128
+    per_window = train_locally(
+        _settings(local_batch_size=1, local_epochs=2), network, state, sequences, round_=1, pid=0
+    )
+    assert per_window["steps"] == 2 * n_windows
+    capped = train_locally(
+        _settings(local_batch_size=1), network, state, sequences, round_=1, pid=0, max_steps=2
+    )
+    assert capped["steps"] == 2
+
+
+def test_training_starts_from_the_global_state_and_follows_the_seed(network):
+    sequences = _one_user(23)
+    state = get_state(network)
+    settings = _settings(local_batch_size=2, lr=0.5)
+    train_locally(settings, network, state, sequences, round_=3, pid=7)
+    first = get_state(network)
+    train_locally(settings, network, state, sequences, round_=3, pid=7)
+    again = get_state(network)
+    train_locally(settings, network, state, sequences, round_=4, pid=7)
+    other_round = get_state(network)
+    key = "item_emb.ids.weight"
+    assert not np.allclose(first[key], state[key])
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    assert any(not np.array_equal(first[k], other_round[k]) for k in first)
+
+
+def test_client_adam_moves_each_weight_by_at_most_about_lr_per_step(network):
+    sequences = _one_user(23)
+    state = get_state(network)
+    lr = 1e-3
+    result = train_locally(
+        _settings(client_optimizer="adam", lr=lr, local_epochs=3), network, state, sequences, 1, 0
+    )
+    moved = max(float(np.abs(v - state[k]).max()) for k, v in get_state(network).items())
+    # a fresh Adam's step is at most about lr per coordinate (bias-corrected, eps aside)
+    assert 0 < moved <= 1.05 * lr * result["steps"]
+
+
+def test_a_negative_local_batch_size_is_refused():
+    with pytest.raises(Exception, match="local_batch_size"):
+        _settings(local_batch_size=-1)
