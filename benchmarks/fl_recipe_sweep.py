@@ -67,6 +67,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     "fedadam eta 1e-2, SGD E=1": {"strategy": {"name": "fedadam", "eta": 0.01}},
     "fedadam eta 3e-3, SGD E=1, dense fp32": {"update_encoding": "dense", "quantize": "none"},
     "fedadam eta 3e-3, SGD E=1, row-sparse fp32": {"quantize": "none"},
+    "fedadam eta 3e-3, SGD E=1, row-sparse rows over all": {"sparse_row_average": "all"},
+    "fedadam eta 3e-3, SGD E=1, row-sparse +800 rows": {"sparse_extra_rows": 800},
+    "fedadam eta 3e-3, SGD E=1, dense int8": {"update_encoding": "dense"},
     "fedadam eta 3e-3, SGD 1 window/step": {"local_batch_size": 1},
     "fedavg, Adam lr 1e-3 E=5": {
         "strategy": {"name": "fedavg"},
@@ -166,7 +169,8 @@ def run_recipe(job: tuple[str, str, str, int, float, int, int]) -> list[dict[str
             u for pid in pids if (u := client_update(settings, network, state, int(pid), round_))
         ]
         updates_done += len(updates)
-        state = server.step(state, aggregate_row_sparse(state, updates), round_)
+        averaged = aggregate_row_sparse(state, updates, settings.sparse_row_average)
+        state = server.step(state, averaged, round_)
         if round_ % eval_every == 0 or round_ == rounds:
             metrics = evaluate_round(settings, state, data.heldout)
             row = {

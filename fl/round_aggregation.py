@@ -114,7 +114,9 @@ def aggregate_round(
         target = updates.apply(state, robust_aggregator(settings).aggregate(updates))
         replies = [_one_reply(target, weight, reply_to)]
     elif settings.update_encoding == "row-sparse":
-        averaged = aggregate_row_sparse(state, [(d, w) for _, d, w in accepted])
+        averaged = aggregate_row_sparse(
+            state, [(d, w) for _, d, w in accepted], settings.sparse_row_average
+        )
         replies = [_one_reply(averaged, weight, reply_to)]
     else:
         replies = _dense_replies(accepted)

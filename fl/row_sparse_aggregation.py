@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 
 from fl.payload_format import DecodedUpdate, State
 
-__all__ = ["aggregate_row_sparse"]
+__all__ = ["ROW_AVERAGES", "aggregate_row_sparse"]
+
+RowAverage = Literal["senders", "all"]
+ROW_AVERAGES: tuple[str, ...] = ("senders", "all")
 
 
 def aggregate_row_sparse(
     global_state: Mapping[str, np.ndarray],
     updates: Sequence[tuple[DecodedUpdate, float]],
+    row_average: RowAverage = "senders",
 ) -> State:
     """Weighted aggregation of decoded, possibly row-sparse client updates.
 
     * A key sent dense by every client is the weighted average over all updates (FedAvg).
-    * For an embedding key, each row is the weighted average over only the clients that sent
-      that row (a client that sent the key dense counts as having sent every row); rows nobody
-      sent (or sent only with weight 0) keep their global value.
+    * For an embedding key (a client that sent the key dense counts as having sent every row),
+      rows nobody sent (or sent only with weight 0) keep their global value, and each other row
+      is, with ``row_average``:
+
+      - ``"senders"``: the weighted average over only the clients that sent that row;
+      - ``"all"``: the global row plus the senders' weighted changes divided by the weight of
+        *every* update, i.e. dense FedAvg with a zero change for each row a client did not send.
+        A row sent by few clients then moves as little as it would in a dense average, instead of
+        as much as a row that every client sent.
 
     Parameters
     ----------
@@ -38,6 +49,8 @@ def aggregate_row_sparse(
     """
     if not updates:
         raise ValueError("aggregate_row_sparse needs at least one update")
+    if row_average not in ROW_AVERAGES:
+        raise ValueError(f"row_average must be one of {ROW_AVERAGES}, got {row_average!r}")
     weights = np.array([float(w) for _, w in updates], dtype=np.float64)
     if not np.all(np.isfinite(weights)) or np.any(weights < 0):
         raise ValueError(f"update weights must be finite and non-negative, got {weights.tolist()}")
@@ -74,7 +87,12 @@ def aggregate_row_sparse(
                 wsum += w
         result = ref.astype(np.float64, copy=True)
         hit = wsum > 0
-        result[hit] = acc[hit] / wsum[hit].reshape((-1,) + (1,) * (ref.ndim - 1))
+        shape = (-1,) + (1,) * (ref.ndim - 1)
+        if row_average == "senders":
+            result[hit] = acc[hit] / wsum[hit].reshape(shape)
+        else:  # the senders' changes over the weight of every update
+            change = acc[hit] - wsum[hit].reshape(shape) * result[hit]
+            result[hit] += change / weights.sum()
         out[key] = _cast_like(result, ref)
     return out
 

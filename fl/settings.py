@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fl.robust_aggregation import AGGREGATORS
+from fl.row_sparse_aggregation import ROW_AVERAGES
 from fl.strategies import STRATEGIES, StrategySpec
 from ranking.errors import ConfigError
 from ranking.spec import ModelSpec
@@ -93,6 +94,9 @@ class FederatedSettings:
     sparse_extra_rows: int = (
         200  # row-sparse: also send the rows that moved most (softmax negatives)
     )
+    # row-sparse: each embedding row averaged over the clients that sent it ("senders"), or the
+    # senders' changes over every client's weight, as a dense average with zero for unsent rows
+    sparse_row_average: str = "senders"
     quantize: str = "none"
     # faults and attacks (simulation only)
     drop_fraction: float = 0.0
@@ -156,6 +160,11 @@ class FederatedSettings:
                 ("robust_clip_iterations", self.robust_clip_iterations >= 1, ">= 1"),
                 ("update_encoding", self.update_encoding in ENCODINGS, f"one of {ENCODINGS}"),
                 ("sparse_extra_rows", self.sparse_extra_rows >= 0, ">= 0"),
+                (
+                    "sparse_row_average",
+                    self.sparse_row_average in ROW_AVERAGES,
+                    f"one of {ROW_AVERAGES}",
+                ),
                 ("quantize", self.quantize in ("none", "fp16", "int8"), "none, fp16 or int8"),
                 ("drop_fraction", 0 <= self.drop_fraction < 1, "[0, 1)"),
                 ("byzantine_fraction", 0 <= self.byzantine_fraction < 1, "[0, 1)"),

@@ -207,6 +207,20 @@ def test_aggregate_mixed_sparse_and_dense_and_zero_weight():
         aggregate_row_sparse(glob, [(a, -1.0)])
 
 
+def test_row_average_all_is_the_dense_average_with_zero_change_for_unsent_rows():
+    glob = {EMB: np.ones((4, 2)), "w": np.zeros(2)}
+    a = ({EMB: np.full((2, 2), 5.0), "w": np.ones(2)}, {EMB: np.array([0, 1])})  # +4 on rows 0, 1
+    b = ({EMB: np.full((1, 2), 3.0), "w": np.full(2, 3.0)}, {EMB: np.array([1])})  # +2 on row 1
+    out = aggregate_row_sparse(glob, [(a, 1.0), (b, 3.0)], row_average="all")
+    # row 0: only a sent it, its change 4 weighted 1 of 4 in all; row 1: (4 * 1 + 2 * 3) / 4
+    assert out[EMB][:, 0].tolist() == [2.0, 3.5, 1.0, 1.0]
+    assert out["w"].tolist() == [2.5, 2.5]  # dense keys: the weighted average either way
+    senders = aggregate_row_sparse(glob, [(a, 1.0), (b, 3.0)])
+    assert senders[EMB][:, 0].tolist() == [5.0, 3.5, 1.0, 1.0]
+    with pytest.raises(ValueError, match="row_average"):
+        aggregate_row_sparse(glob, [(a, 1.0)], row_average="some")
+
+
 # --------------------------------------------------------------------------------------------
 # Property: row-sparse aggregation equals dense weighted averaging over the touching clients
 # --------------------------------------------------------------------------------------------
