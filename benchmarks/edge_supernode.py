@@ -8,7 +8,8 @@ world of 300 long-lived users and 2,000 items); SASRec hidden 64, 2 blocks, max_
 epoch of SGD per round; 10 rounds.
 
 * ``peak_uss_mb``: the largest sum of unique memory (USS: private clean + dirty pages, from
-  ``/proc/<pid>/smaps_rollup``) over the SuperNode's process tree, sampled every 0.1 s;
+  ``/proc/<pid>/smaps_rollup``) over the SuperNode's process tree, sampled every 0.1 s, and how it
+  divides at that moment between the SuperNode and its ``flwr-clientapp`` processes;
 * ``train_seconds_per_round``: local training as the client measures it (median over rounds);
 * ``overhead_seconds_per_round``: the rest of the round trip on the device side (median of round
   trip minus training): in Flower 1.42 every message runs in a fresh ``flwr-clientapp`` process
@@ -43,6 +44,15 @@ def uss_kb(pid: int) -> int:
     except OSError:
         return 0
     return sum(int(m) for m in re.findall(r"^Private_(?:Clean|Dirty):\s+(\d+) kB", text, re.M))
+
+
+def process_name(pid: int) -> str:
+    """The program a process runs (its first two command-line words), or "" once it is gone."""
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return ""
+    return " ".join(Path(w.decode(errors="replace")).name for w in words[:2])
 
 
 def tree(root: int) -> list[int]:
@@ -91,6 +101,7 @@ def main() -> None:
     )
     cluster = Cluster(work)
     peak = [0]
+    at_peak: list[tuple[str, int]] = []  # (process, USS kB) when the sum peaked
     try:
         superlink = cluster.start(
             "superlink",
@@ -112,6 +123,9 @@ def main() -> None:
         node = cluster.start(
             "supernode",
             [
+                # the client install's bin first: the SuperNode starts flwr-clientapp by name
+                "env",
+                f"PATH={client_bin}{os.pathsep}{os.environ['PATH']}",
                 "taskset",
                 "-c",
                 "1",
@@ -130,7 +144,11 @@ def main() -> None:
 
         def sample() -> None:
             while not stop.is_set():
-                peak[0] = max(peak[0], sum(uss_kb(p) for p in tree(node.pid)))
+                per_process = [(process_name(p), uss_kb(p)) for p in tree(node.pid)]
+                total = sum(kb for _, kb in per_process)
+                if total > peak[0]:
+                    peak[0] = total
+                    at_peak[:] = per_process
                 time.sleep(0.1)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -163,6 +181,11 @@ def main() -> None:
         "method": "flower-supernode (client install, torch CPU build), subprocess isolation",
         "setting": "1 core (taskset), max-threads=1, SASRec h64 x2, max_len 50, 1 local epoch",
         "peak_uss_mb": peak[0] / 1024,
+        # where the peak sits: the SuperNode itself, and the flwr-clientapp processes it started
+        "peak_supernode_uss_mb": sum(kb for n, kb in at_peak if "clientapp" not in n) / 1024,
+        "peak_clientapp_uss_mb": sum(kb for n, kb in at_peak if "clientapp" in n) / 1024,
+        "clientapp_processes_at_peak": sum("clientapp" in n for n, _ in at_peak),
+        "processes_at_peak": "; ".join(f"{n}: {kb / 1024:.0f} MB" for n, kb in at_peak),
         "train_seconds_per_round": statistics.median(train),
         "overhead_seconds_per_round": statistics.median(overhead),
         "rounds": len(rounds),

@@ -71,6 +71,14 @@ RECIPES: dict[str, dict[str, Any]] = {
     "fedadam eta 3e-3, SGD E=1, row-sparse +800 rows": {"sparse_extra_rows": 800},
     "fedadam eta 3e-3, SGD E=1, dense int8": {"update_encoding": "dense"},
     "fedadam eta 3e-3, SGD 1 window/step": {"local_batch_size": 1},
+    "fedadam eta 3e-3, SGD 1 window/step, dense int8": {
+        "local_batch_size": 1,
+        "update_encoding": "dense",
+    },
+    "fedadam eta 5e-3, SGD E=1, dense int8": {
+        "strategy": {"name": "fedadam", "eta": 0.005},
+        "update_encoding": "dense",
+    },
     "fedavg, Adam lr 1e-3 E=5": {
         "strategy": {"name": "fedavg"},
         "client_optimizer": "adam",

@@ -62,7 +62,7 @@ def client_interactions(
     """The client's own interactions, its partition id and the catalog size."""
     node = context.node_config
     if "data-path" in node:  # deployment: the node's own file
-        dataset = load_dataset(str(node["data-path"]))
+        dataset = load_dataset(str(node["data-path"]), images=False)  # a device needs no images
         return dataset.interactions, int(node.get("partition-id", 0)), dataset.catalog.n_items
     data = task_data(settings)
     pid = int(node["partition-id"])

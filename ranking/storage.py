@@ -85,8 +85,13 @@ def save_dataset(dataset: Dataset, path: str | Path) -> None:
     atomic_write_with(path, write)
 
 
-def load_dataset(path: str | Path) -> Dataset:
-    """Read a dataset written by :func:`save_dataset`."""
+def load_dataset(path: str | Path, *, images: bool = True) -> Dataset:
+    """Read a dataset written by :func:`save_dataset`.
+
+    ``images=False`` leaves out the catalog's image renderer (a pickled generator of the synthetic
+    world's pictures, which needs the ``simulations`` package and its dependencies): a device
+    training on its interactions needs no images, and the client install lacks those packages.
+    """
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -102,7 +107,7 @@ def load_dataset(path: str | Path) -> Dataset:
             f"dataset format {meta.get('format_version')} != {FORMAT_VERSION}", path=path
         )
     renderer = None
-    if "catalog.image_renderer" in data:
+    if images and "catalog.image_renderer" in data:
         renderer = pickle.loads(data["catalog.image_renderer"].tobytes())  # our own cache file
     catalog = Catalog(
         ids=data["catalog.ids"],

@@ -48,3 +48,25 @@ def test_corrupt_dataset_file_gives_data_error(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(DataError, match="bad.npz"):
         load_dataset(bad)
+
+
+def test_a_device_loads_a_dataset_without_unpickling_its_image_renderer(tmp_path):
+    """The client install lacks the packages the synthetic world's image renderer needs."""
+    import subprocess
+    import sys
+
+    ds = generate_world(n_items=50, n_users=20).dataset
+    assert ds.catalog.image_renderer is not None
+    path = tmp_path / "d.npz"
+    save_dataset(ds, path)
+    back = load_dataset(path, images=False)
+    assert back.catalog.image_renderer is None
+    np.testing.assert_array_equal(back.interactions.item, ds.interactions.item)
+    # in a fresh interpreter: loading without images imports nothing of simulations/ (nor Hydra)
+    code = (
+        "import sys; from ranking.storage import load_dataset; "
+        f"load_dataset({str(path)!r}, images=False); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('simulations', 'hydra')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
