@@ -179,7 +179,9 @@ def federated_row(name: str, method: str, settings: FederatedSettings) -> tuple[
     return with_ci(row, ranks), ranks
 
 
-def experiments(group: str, base: FederatedSettings) -> list[tuple[str, FederatedSettings, str]]:
+def experiments(
+    group: str, base: FederatedSettings, dp_sigmas: tuple[float, ...] = (0.5, 0.7, 1.0)
+) -> list[tuple[str, FederatedSettings, str]]:
     """``(method, settings, reference method)`` of a group."""
     if group == "accuracy":  # each against central on the same users (when central ran)
         return [
@@ -222,7 +224,7 @@ def experiments(group: str, base: FederatedSettings) -> list[tuple[str, Federate
         return out
     if group == "dp":
         out = [("federated row-sparse int8 poisson", base.replace(client_sampling="poisson"), "")]
-        for sigma in (0.5, 0.7, 1.0):
+        for sigma in dp_sigmas:
             out.append(
                 (
                     f"dp sigma {sigma}",
@@ -243,6 +245,13 @@ def main() -> None:
     parser.add_argument("--no-central", action="store_true")
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--eta", type=float, default=0.002, help="FedAdam server step size")
+    parser.add_argument(
+        "--dp-sigmas",
+        nargs="+",
+        type=float,
+        default=[0.5, 0.7, 1.0],
+        help="noise multipliers of the dp group",
+    )
     parser.add_argument(
         "--methods", nargs="*", default=None, help="run only these methods of the groups"
     )
@@ -269,7 +278,7 @@ def main() -> None:
             rows.append(row)
             print(row, flush=True)
         for group in args.groups:
-            planned = experiments(group, base)
+            planned = experiments(group, base, tuple(args.dp_sigmas))
             wanted = set(args.methods or [m for m, _, _ in planned])
             wanted |= {ref for m, _, ref in planned if m in wanted and ref}
             for method, settings, ref in planned:

@@ -188,22 +188,31 @@ class TwoTowerRetriever:
         with torch.no_grad():
             return self.item_tower().numpy().astype(np.float32)
 
+    def retrievable_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(vectors, item ids)`` of the items the index can hold: an ID-only tower gives items
+        that no training session touched an all-zero vector (no evidence), and those are left out."""
+        vectors = self.item_vectors()
+        ids = np.flatnonzero(np.linalg.norm(vectors, axis=1) > 0)
+        return vectors[ids], ids
+
     def build_index(self) -> FaissIndex:
         self.index = self.make_index(self.item_tower.out_dim)
-        self.index.build(self.item_vectors(), ids=np.arange(self.n_items))
+        vectors, ids = self.retrievable_vectors()
+        self.index.build(vectors, ids=ids)
         self.network.item_emb.freeze()
         return self.index
 
     def load_towers(self, path: str | Path, index: FaissIndex) -> TwoTowerRetriever:
         """Restore towers saved by :meth:`save` and serve them from ``index`` (already built from
         these towers' item vectors, e.g. read from a serving bundle), without re-indexing."""
-        if index.ntotal != self.n_items or index.dim != self.item_tower.out_dim:
+        self._read_state(path)
+        expected = len(self.retrievable_vectors()[1])
+        if index.ntotal != expected or index.dim != self.item_tower.out_dim:
             raise DataError(
                 f"index holds {index.ntotal} vectors of dim {index.dim}; the towers need "
-                f"{self.n_items} of dim {self.item_tower.out_dim}",
+                f"{expected} of dim {self.item_tower.out_dim}",
                 path=path,
             )
-        self._read_state(path)
         self.index = index
         self.network.item_emb.freeze()
         return self

@@ -10,6 +10,10 @@
    ranking, and the two-tier pipeline (L1 candidates re-ranked by L2), plus L1 recall, per-stage
    latency of single requests and the bytes sent per round.
 
+A dataset without content (MovieLens: no images, no usable CLIP) runs with ``encoder=none``: the
+L1 item tower learns item IDs only (items no training session touched stay out of the index), and
+intra-list diversity and MMR compare the L1 item vectors instead of CLIP's.
+
 The L1 retriever is trained centrally on the same training users (it needs no federated client
 code); the L2 model never sees raw interactions on the server.
 """
@@ -69,6 +73,19 @@ def item_vectors(parts: dict[str, np.ndarray]) -> np.ndarray | None:
     return (fused / np.maximum(np.linalg.norm(fused, axis=1, keepdims=True), 1e-12)).astype(
         np.float32
     )
+
+
+def diversity_vectors(
+    parts: dict[str, np.ndarray], retriever: TwoTowerRetriever
+) -> tuple[np.ndarray, str]:
+    """The item vectors that ILD and MMR compare, and what they are: the CLIP vectors, or, for a
+    dataset without content (``encoder=none``, e.g. MovieLens), the trained L1 item tower's."""
+    clip = item_vectors(parts)
+    if clip is not None:
+        return clip, "CLIP item vectors"
+    tower = retriever.item_vectors()
+    tower = tower / np.maximum(np.linalg.norm(tower, axis=1, keepdims=True), 1e-12)
+    return tower.astype(np.float32), "L1 item-tower vectors (no content encoder)"
 
 
 def make_l1(cfg: DictConfig, dataset: Dataset, parts: dict[str, np.ndarray]) -> TwoTowerRetriever:
@@ -152,9 +169,10 @@ def run_pipeline(
         raise ConfigError(
             "mode=pipeline needs paths.cache_dir: simulated clients read the cached dataset file"
         )
-    if cfg.encoder.kind == "none":
+    if cfg.encoder.kind == "none" and not cfg.pipeline.l1.use_id:
         raise ConfigError(
-            "mode=pipeline needs an encoder (encoder=tiny_trained or encoder=openclip) for L1"
+            "mode=pipeline with encoder=none needs pipeline.l1.use_id=true: without content "
+            "vectors the L1 item tower has only item IDs to learn from"
         )
     output_dir = output_dir or Path(cfg.paths.cache_dir) / "pipeline-run"
     settings = federated_settings(cfg, data_path, output_dir / "fl")
@@ -209,6 +227,7 @@ def run_pipeline(
     users = data.heldout.targets("test").user[: int(cfg.pipeline.latency_requests)]
     latency = latency_summary([pipeline.recommend(histories[u], k=10) for u in users])
 
+    vectors, vector_space = diversity_vectors(parts, retriever)
     reranker_rows: list[dict[str, Any]] = []
     examples: dict[str, Any] = {}
     specs = OmegaConf.to_container(cfg.get("rerankers") or {}, resolve=True)
@@ -227,7 +246,7 @@ def run_pipeline(
             specs,
             data.heldout,
             dataset.catalog,
-            item_vectors=item_vectors(parts),
+            item_vectors=vectors,
             popularity=data.train.item_counts(),
             latency_requests=int(cfg.pipeline.latency_requests),
             hard_rules=OmegaConf.to_container(cfg.pipeline.hard_rules, resolve=True),
@@ -267,7 +286,8 @@ def run_pipeline(
     )
     if reranker_rows:
         print_table(
-            f"re-rankers on the federated L2 (two-tier, top 10 of {n_candidates} candidates; held-out users)",
+            f"re-rankers on the federated L2 (two-tier, top 10 of {n_candidates} candidates; "
+            f"held-out users; ILD and MMR over {vector_space})",
             reranker_rows,
             columns=RERANKER_COLUMNS,
         )
@@ -289,6 +309,7 @@ def run_pipeline(
         "seconds": seconds,
         "rerankers": reranker_rows,
         "explanations": examples,
+        "diversity_vectors": vector_space,
     }
     if cfg.pipeline.export_bundle:
         bundle = export_bundle(
@@ -299,7 +320,7 @@ def run_pipeline(
             popularity=data.train.item_counts(),
             rerankers=OmegaConf.to_container(cfg.get("rerankers") or {}, resolve=True),
             n_candidates=n_candidates,
-            item_vectors=item_vectors(parts),
+            item_vectors=vectors,
             meta={"dataset": dataset.name, "seed": int(cfg.seed), "best_round": best["round"]},
         )
         result["bundle"] = str(bundle)

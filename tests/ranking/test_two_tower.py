@@ -65,3 +65,26 @@ def test_seen_items_never_come_back(world_split):
     ids = retriever.retrieve(histories, 30)
     for hist, row in zip(histories, ids, strict=True):
         assert not set(hist.tolist()) & set(row.tolist())
+
+
+def test_an_id_only_retriever_indexes_only_the_items_it_has_seen(world_split, tmp_path):
+    """MovieLens-style data has no content: cold items have no vector and stay out of a cosine
+    index (they used to stop it with "all-zero rows"), and the saved towers reload onto it."""
+    ds, split, _, cold = world_split
+    retriever = fit(ds, split, use_id=True, index={"factory": "HNSW32", "normalise": True})
+    _, ids = retriever.retrievable_vectors()
+    assert set(ids.tolist()) == set(np.flatnonzero(~cold).tolist())
+    assert retriever.index.ntotal == (~cold).sum()
+    seqs = split.train.sequences()
+    found = retriever.retrieve([seqs[u] for u in range(30) if len(seqs[u])], 50)
+    assert not set(found[found >= 0].ravel().tolist()) & set(np.flatnonzero(cold).tolist())
+    retriever.save(tmp_path / "towers.pt")
+    again = TwoTowerRetriever(
+        n_items=ds.catalog.n_items,
+        dim=32,
+        model={"n_blocks": 1, "max_len": 20},
+        train={"max_len": 20},
+        use_id=True,
+    )
+    again.load_towers(tmp_path / "towers.pt", retriever.index)
+    np.testing.assert_array_equal(again.retrieve([seqs[0]], 10), retriever.retrieve([seqs[0]], 10))

@@ -85,13 +85,36 @@ def test_pipeline_run_reports_every_tier(tmp_path, capsys):
     assert list(served.items) == list(direct.items) and len(served.items) == 10
 
 
-def test_pipeline_needs_an_encoder(tmp_path):
-    with pytest.raises(ConfigError, match="needs an encoder"):
-        without_encoder = [o for o in SMALL_CHAIN if not o.startswith("encoder.")]
+def test_pipeline_without_an_encoder_needs_id_vectors(tmp_path):
+    without_encoder = [o for o in SMALL_CHAIN if not o.startswith("encoder.")]
+    with pytest.raises(ConfigError, match="pipeline.l1.use_id=true"):
         run(
-            composed(*without_encoder, "encoder=none", f"paths.cache_dir={tmp_path}"),
+            composed(
+                *without_encoder,
+                "encoder=none",
+                "pipeline.l1.use_id=false",
+                f"paths.cache_dir={tmp_path}",
+            ),
             output_dir=tmp_path,
         )
+
+
+def test_a_pipeline_without_content_retrieves_by_id_and_measures_diversity_on_l1_vectors(
+    tmp_path,
+):
+    """MovieLens has no images: encoder=none runs the chain with an ID-only L1, and ILD / MMR use
+    the L1 item tower's vectors instead of CLIP's (the run says which)."""
+    without_encoder = [o for o in SMALL_CHAIN if not o.startswith("encoder.")]
+    rows = run(
+        composed(*without_encoder, "encoder=none", f"paths.cache_dir={tmp_path / 'cache'}"),
+        output_dir=tmp_path,
+    )
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["diversity_vectors"].startswith("L1 item-tower")
+    rerankers = {r["reranker"]: r for r in rows if "reranker" in r}
+    assert {"neural", "blend_mmr"} <= set(rerankers)
+    assert all(0 < r["ild@10"] <= 2 for r in rerankers.values())
+    assert load_bundle(saved["bundle"]).pipeline.recommend(np.array([0, 1]), k=5).items.size == 5
 
 
 def test_a_second_run_reuses_the_trained_models_and_only_re_ranks(tmp_path, monkeypatch):
