@@ -77,13 +77,14 @@ def main() -> None:
     parser.add_argument("--client-venv", required=True)
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
-    client_bin = Path(args.client_venv) / "bin"
+    client_bin = Path(args.client_venv).resolve() / "bin"  # the SuperNode runs in its own cwd
     from processes import Cluster, free_port, wait_for_port
 
     from fl.server_app import read_rounds
     from ranking.data import Dataset
     from ranking.storage import save_dataset
     from simulations.datasets.synthetic import synthetic_dataset
+    from simulations.report import write_results
 
     work = Path(tempfile.mkdtemp(prefix="edge-supernode-"))
     world = synthetic_dataset(seed=0, n_users=300, sessions_per_user=40.0)  # long histories
@@ -140,6 +141,9 @@ def main() -> None:
             ],
             work / "node-home",
         )
+        time.sleep(3)
+        if node.poll() is not None:
+            raise SystemExit(f"the SuperNode exited at start:\n{cluster.context()}")
         stop = threading.Event()
 
         def sample() -> None:
@@ -176,9 +180,18 @@ def main() -> None:
         cluster.stop()
     train = [r["train_seconds"] for r in rounds]
     overhead = [r["round_trip_seconds"] - r["train_seconds"] for r in rounds]
+    torch_version = subprocess.run(
+        [str(client_bin / "python"), "-c", "import torch; print(torch.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    build = "CPU build" if "+cpu" in torch_version else "CUDA build"
     row = {
         "dataset": "synthetic-2000, one user, history 200",
-        "method": "flower-supernode (client install, torch CPU build), subprocess isolation",
+        "method": f"flower-supernode ({args.client_venv}, torch {torch_version}: {build}), "
+        "subprocess isolation",
+        "torch_build": build,
         "setting": "1 core (taskset), max-threads=1, SASRec h64 x2, max_len 50, 1 local epoch",
         "peak_uss_mb": peak[0] / 1024,
         # where the peak sits: the SuperNode itself, and the flwr-clientapp processes it started
@@ -191,8 +204,9 @@ def main() -> None:
         "rounds": len(rounds),
     }
     print(json.dumps(row, indent=2))
+    row["command"] = " ".join(["python", *sys.argv])
     out = ROOT / "benchmarks" / "results" / "edge_supernode.json"
-    out.write_text(json.dumps({"command": " ".join(sys.argv), "rows": [row]}, indent=2))
+    write_results(out, [row], key=("dataset", "torch_build", "setting"))
     print(f"wrote {out}")
 
 
