@@ -290,6 +290,9 @@ def main() -> None:
                 )
                 if ref and ref in ranks:
                     row.update(paired_difference(ranks[method], ranks[ref]))
+                    # the reference run of this invocation: a later run of the same reference
+                    # replaces its row in the results file, so each compared row keeps its own
+                    row["ref_ndcg@10"] = ndcg(ranks[ref], 10)
                 row["machine"] = MACHINE
                 rows.append(row)
                 print(row, flush=True)

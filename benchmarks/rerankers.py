@@ -83,9 +83,14 @@ def main() -> None:
     jobs = [job for sweep in args.sweeps for job in read_sweep(sweep)]
     stats = summarize(jobs)
     rows = rows_of(stats, args.dataset, args.setting)
+    skipped = {name: why for job in jobs for name, why in job.skipped_rules.items()}
+    for row in rows:
+        row["skipped_rules"] = skipped.get(row["method"].split(":", 1)[1], "")
     print_table(f"re-rankers on {args.dataset} (mean over seeds, 95% CI half-widths)", rows)
     for line in dominance(stats):
         print(line)
+    for name, why in sorted(skipped.items()):
+        print(f"{name} skipped {why}")
     write_results(args.out, rows)
     print(f"wrote {args.out}")
 

@@ -291,14 +291,17 @@ def run_pipeline(
             reranker_rows,
             columns=RERANKER_COLUMNS,
         )
+    for row in reranker_rows:
+        if row["skipped_rules"]:
+            print(
+                f"{row['reranker']} skipped (the dataset lacks what they need): {row['skipped_rules']}"
+            )
     if examples:
         print(
             f"why these items ({examples['reranker']}, a held-out user whose last items are {examples['history']}):"
         )
         for line in examples["lines"]:
             print(f"  {line}")
-        for rule, reason in examples["skipped"].items():
-            print(f"  skipped {rule}: {reason}")
     print_table("wall time per stage (s)", [seconds], columns=list(seconds))
     result = {
         "config": OmegaConf.to_container(cfg, resolve=True),

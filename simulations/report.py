@@ -130,6 +130,8 @@ class Job:
     latency: dict[str, float] = field(default_factory=dict)
     rounds: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    skipped_rules: dict[str, str] = field(default_factory=dict)
+    """Per re-ranker, the rules it skipped on this dataset and why (``metrics.json``)."""
 
 
 @dataclass
@@ -261,6 +263,13 @@ def read_job(path: Path) -> Job:
     if not isinstance(metrics, dict):
         raise DataError(f"expected a JSON object, got {type(metrics).__name__}", path=metrics_path)
     job.results = result_rows(metrics, metrics_path)
+    job.skipped_rules = {
+        str(row.get("reranker")): row["skipped_rules"]
+        for row in metrics.get("rerankers") or []
+        if isinstance(row, dict)
+        and isinstance(row.get("skipped_rules"), str)
+        and row["skipped_rules"]
+    }
     latency = metrics.get("latency") or {}
     job.latency = (
         {k: float(v) for k, v in latency.items() if _is_number(v)}

@@ -143,6 +143,7 @@ def render_markdown(
             *_md_table(header, rows),
         ]
         lines += _dominance_section(stats)
+    lines += _skipped_section(jobs)
     lines += _latency_section(jobs, keys)
     if figures:
         lines += ["## Figures", ""]
@@ -183,6 +184,16 @@ def _dominance_section(stats: Sequence[Stat]) -> list[str]:
             )
         lines.append("")
     return lines
+
+
+def _skipped_section(jobs: Sequence[Job]) -> list[str]:
+    """The rules that could not act on the dataset (an attribute it lacks), per re-ranker."""
+    skipped = {name: why for job in jobs for name, why in job.skipped_rules.items()}
+    if not skipped:
+        return []
+    lines = ["## Rules skipped on this dataset", ""]
+    lines += [f"- `{name}`: {why}" for name, why in sorted(skipped.items())]
+    return [*lines, ""]
 
 
 def _latency_section(jobs: Sequence[Job], keys: Sequence[str]) -> list[str]:

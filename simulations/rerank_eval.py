@@ -144,6 +144,8 @@ def evaluate_rerankers(
                 "rerank_p99_ms": latency["rerank_p99_ms"],
                 "p99_ms": latency["total_p99_ms"],
                 "users": accuracy["n_users"],
+                # rules that could not act on this dataset (a missing attribute), and why
+                "skipped_rules": skipped_rules(requests),
             }
         )
         if not examples and rows[-1]["method"] == "hybrid" and requests:
@@ -156,3 +158,12 @@ def evaluate_rerankers(
                 "skipped": dict(first.reranked.skipped),
             }
     return rows, examples
+
+
+def skipped_rules(requests: list[Any]) -> str:
+    """``"rule: why; ..."`` for the rules a re-ranker skipped on the catalog (missing attributes),
+    as the first request saw them ("" when none, or for a re-ranker without rules)."""
+    first = next((r.reranked for r in requests if r.reranked is not None), None)
+    if first is None:
+        return ""
+    return "; ".join(f"{rule}: {why}" for rule, why in first.skipped.items())

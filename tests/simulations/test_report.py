@@ -47,6 +47,7 @@ def pipeline_metrics(seed: int) -> dict[str, Any]:
             "ild@10": s[seed][1],
             "violations": 0,
             "p99_ms": 1.0 + seed,
+            "skipped_rules": "freshness: no created_at" if name == "blend_mmr" else "",
         }
         for name, s in SCORES.items()
     ]
@@ -100,6 +101,9 @@ def test_report_has_means_over_seeds_figures_and_dominance(sweep, tmp_path):
     # blend_mmr's NDCG@10 lies inside the baselines' CIs and its ILD@10 is higher: it beats both
     assert "- `blend_mmr` dominates `neural`, `rules` (of `neural`, `rules`)" in report
     assert "Pareto-optimal: `blend_mmr`." in report
+    # a rule that the dataset could not support is named, with its reason, for its re-ranker only
+    skipped = report.split("## Rules skipped on this dataset", 1)[1].split("##", 1)[0]
+    assert skipped.strip() == "- `blend_mmr`: freshness: no created_at"
     # p99 per stage: l1, l2, total
     assert "| all jobs | 2.5000 ± 0.7071 | 4.0000 ± 0 | 7.0000 ± 0 |" in report
     for name in ("frontier.png", "latency.png", "rounds.png"):
