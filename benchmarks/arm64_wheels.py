@@ -12,6 +12,7 @@ per resolved package with its wheel.
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -24,6 +25,7 @@ GLIBC_MINOR = 36  # Raspberry Pi OS bookworm
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     platforms = [f"manylinux_2_{m}_aarch64" for m in range(17, GLIBC_MINOR + 1)]
     platforms.append("manylinux2014_aarch64")

@@ -16,6 +16,7 @@ extras, CPU torch); its size on disk is compared with this (full) environment's.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -69,13 +70,17 @@ def size_mb(path: str | Path) -> float:
 
 
 def main() -> None:
-    if shutil.which("taskset") and "--pinned" not in sys.argv:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--client-venv", help="a venv with the client install: adds install sizes")
+    parser.add_argument("--pinned", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if shutil.which("taskset") and not args.pinned:
         os.execvp(
             "taskset", ["taskset", "-c", "0", sys.executable, __file__, "--pinned", *sys.argv[1:]]
         )
     rows = []
-    if "--client-venv" in sys.argv:
-        client = sys.argv[sys.argv.index("--client-venv") + 1]
+    if args.client_venv:
+        client = args.client_venv
         for name, env in (
             ("client install (base, CPU torch)", client),
             ("full install", sys.prefix),
