@@ -29,6 +29,7 @@ from simulations.report import (  # noqa: E402
     dominates,
     print_table,
     read_sweep,
+    skipped_rules,
     summarize,
     write_results,
 )
@@ -83,7 +84,7 @@ def main() -> None:
     jobs = [job for sweep in args.sweeps for job in read_sweep(sweep)]
     stats = summarize(jobs)
     rows = rows_of(stats, args.dataset, args.setting)
-    skipped = {name: why for job in jobs for name, why in job.skipped_rules.items()}
+    skipped = skipped_rules(jobs)
     for row in rows:
         row["skipped_rules"] = skipped.get(row["method"].split(":", 1)[1], "")
     print_table(f"re-rankers on {args.dataset} (mean over seeds, 95% CI half-widths)", rows)

@@ -108,6 +108,13 @@ class ItemFusion(nn.Module):
             n_parts = len(self.modalities) + (1 if self.id_embedding is not None else 0)
             self.gate = nn.Linear(sum(dims.values()) + len(self.modalities), n_parts)
 
+    def has_vector(self) -> Tensor:
+        """``bool [n_items]``: the items whose vector is not all-zero. A content modality stands in
+        for every item; with IDs only, an item marked absent has nothing and gets zeros."""
+        if self.modalities or self.id_embedding is None:
+            return torch.ones(self.n_items, dtype=torch.bool)
+        return self.id_present.clone()
+
     def mark_id_absent(self, items: Tensor) -> None:
         """Treat the ID vectors of ``items`` as missing (e.g. cold-start items nobody touched)."""
         if self.id_embedding is not None:

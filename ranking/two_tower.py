@@ -191,9 +191,12 @@ class TwoTowerRetriever:
     def retrievable_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """``(vectors, item ids)`` of the items the index can hold: an ID-only tower gives items
         that no training session touched an all-zero vector (no evidence), and those are left out."""
-        vectors = self.item_vectors()
-        ids = np.flatnonzero(np.linalg.norm(vectors, axis=1) > 0)
-        return vectors[ids], ids
+        ids = self.retrievable_items()
+        return self.item_vectors()[ids], ids
+
+    def retrievable_items(self) -> np.ndarray:
+        """Ids of the items the index holds (see :meth:`retrievable_vectors`)."""
+        return np.flatnonzero(self.item_tower.has_vector().numpy())
 
     def build_index(self) -> FaissIndex:
         self.index = self.make_index(self.item_tower.out_dim)
@@ -206,7 +209,7 @@ class TwoTowerRetriever:
         """Restore towers saved by :meth:`save` and serve them from ``index`` (already built from
         these towers' item vectors, e.g. read from a serving bundle), without re-indexing."""
         self._read_state(path)
-        expected = len(self.retrievable_vectors()[1])
+        expected = len(self.retrievable_items())
         if index.ntotal != expected or index.dim != self.item_tower.out_dim:
             raise DataError(
                 f"index holds {index.ntotal} vectors of dim {index.dim}; the towers need "

@@ -83,9 +83,9 @@ def diversity_vectors(
     clip = item_vectors(parts)
     if clip is not None:
         return clip, "CLIP item vectors"
-    tower = retriever.item_vectors()
-    tower = tower / np.maximum(np.linalg.norm(tower, axis=1, keepdims=True), 1e-12)
-    return tower.astype(np.float32), "L1 item-tower vectors (no content encoder)"
+    tower = item_vectors({"l1": retriever.item_vectors()})  # normalised alike
+    assert tower is not None
+    return tower, "L1 item-tower vectors (no content encoder)"
 
 
 def make_l1(cfg: DictConfig, dataset: Dataset, parts: dict[str, np.ndarray]) -> TwoTowerRetriever:

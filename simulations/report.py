@@ -284,6 +284,11 @@ def _job_order(path: Path) -> tuple[int, str]:
     return (int(path.name), str(path)) if path.name.isdigit() else (1 << 30, str(path))
 
 
+def skipped_rules(jobs: Sequence[Job]) -> dict[str, str]:
+    """``{re-ranker: the rules it skipped and why}`` over a sweep's jobs."""
+    return {name: why for job in jobs for name, why in job.skipped_rules.items()}
+
+
 def read_sweep(root: Path) -> list[Job]:
     """Every job under a Hydra multirun directory (or the one job of a single-run directory)."""
     root = Path(root)

@@ -49,6 +49,7 @@ from simulations.report import (
     read_sweep,
     setting_label,
     setting_of,
+    skipped_rules,
     summarize,
     swept_keys,
 )
@@ -188,7 +189,7 @@ def _dominance_section(stats: Sequence[Stat]) -> list[str]:
 
 def _skipped_section(jobs: Sequence[Job]) -> list[str]:
     """The rules that could not act on the dataset (an attribute it lacks), per re-ranker."""
-    skipped = {name: why for job in jobs for name, why in job.skipped_rules.items()}
+    skipped = skipped_rules(jobs)
     if not skipped:
         return []
     lines = ["## Rules skipped on this dataset", ""]

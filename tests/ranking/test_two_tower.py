@@ -77,7 +77,7 @@ def test_an_id_only_retriever_indexes_only_the_items_it_has_seen(world_split, tm
     assert retriever.index.ntotal == (~cold).sum()
     seqs = split.train.sequences()
     found = retriever.retrieve([seqs[u] for u in range(30) if len(seqs[u])], 50)
-    assert not set(found[found >= 0].ravel().tolist()) & set(np.flatnonzero(cold).tolist())
+    assert not set(found[found >= 0].tolist()) & set(np.flatnonzero(cold).tolist())
     retriever.save(tmp_path / "towers.pt")
     again = TwoTowerRetriever(
         n_items=ds.catalog.n_items,
