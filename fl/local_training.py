@@ -24,6 +24,7 @@ from fl.settings import FederatedSettings
 from fl.task import State, local_train_config, set_state
 from ranking.data import UserSequences
 from ranking.models import SequenceModel
+from ranking.seeding import seed_torch
 from ranking.trainer import train_epochs
 
 __all__ = ["client_seed", "train_locally"]
@@ -71,7 +72,7 @@ def train_locally(
     cfg = local_train_config(settings, seed=client_seed(settings, round_, pid))
     if settings.local_batch_size:
         cfg = cfg.replace(batch_size=settings.local_batch_size)
-    torch.manual_seed(cfg.seed)
+    seed_torch(cfg.seed)
     optimizer = (
         torch.optim.SGD(network.parameters(), lr=settings.lr)
         if settings.client_optimizer == "sgd"

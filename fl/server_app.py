@@ -34,7 +34,7 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from tqdm import tqdm
 
-from fl.compression import decode_update, payload_bytes
+from fl.compression import decode_update
 from fl.node_sampling import OrderedGrid, configure_round, node_partitions
 from fl.private_aggregation import dp_epsilon
 from fl.round_aggregation import aggregate_round
@@ -45,6 +45,7 @@ from fl.task import (
     build_task_network,
     from_array_record,
     get_state,
+    record_nbytes,
     state_scorer,
     task_data,
     to_array_record,
@@ -247,9 +248,7 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
             if losses
             else None,
             "bytes_down": dense_bytes * len(messages),
-            "bytes_up": int(
-                sum(payload_bytes(from_array_record(r.content["arrays"])) for r, _, _ in accepted)
-            ),
+            "bytes_up": sum(record_nbytes(r.content["arrays"]) for r, _, _ in accepted),
             "rejections": rejected,
             "round_trip_seconds": round_trip,  # sending the model to every reply received
             "train_seconds": max(  # the slowest client's local training

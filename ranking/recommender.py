@@ -24,6 +24,7 @@ from ranking.checkpoint import load_checkpoint, save_checkpoint
 from ranking.data import Interactions, Split, pad_left
 from ranking.errors import DataError
 from ranking.models import SequenceModel
+from ranking.seeding import seed_torch
 from ranking.spec import ModelSpec, build_network
 from ranking.train_config import TrainConfig
 from ranking.trainer import make_optimizer, resolve_device, train_epochs
@@ -155,7 +156,7 @@ class SequenceRecommender:
             )
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
-        torch.manual_seed(cfg.seed)
+        seed_torch(cfg.seed)
         np.random.seed(cfg.seed)
         if not warm_start or self.network is None or self.network.n_items != train.n_items:
             self.build(train.n_items)

@@ -21,11 +21,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from ranking.errors import ConfigError
 from ranking.models import MODELS, SequenceModel, build_model
+from ranking.seeding import seed_torch
 from ranking.train_config import TrainConfig
 from ranking.typed_config import cast_value, check_keys
 
@@ -207,5 +207,5 @@ def build_network(spec: ModelSpec, n_items: int, content: Tensor | None = None) 
     Every process that builds from the same spec (central trainer, Flower server and clients,
     pipeline, exporter) gets the same parameters and the same ``state_dict`` keys.
     """
-    torch.manual_seed(spec.train.seed)
+    seed_torch(spec.train.seed)
     return build_model(spec.kind, n_items, content=content, **spec.network_settings())

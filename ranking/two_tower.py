@@ -32,6 +32,7 @@ from ranking.data.splits import Split
 from ranking.errors import ConfigError, DataError
 from ranking.models import build_model
 from ranking.retrieval.faiss_index import FaissIndex
+from ranking.seeding import seed_torch
 from ranking.storage import atomic_write_with
 from ranking.train_config import TrainConfig
 from ranking.trainer import make_optimizer, train_epochs
@@ -114,7 +115,7 @@ class TwoTowerRetriever:
             if isinstance(train, TrainConfig)
             else TrainConfig.from_mapping({**defaults, **(train or {})})
         )
-        torch.manual_seed(self.cfg.seed)
+        seed_torch(self.cfg.seed)
         self.item_tower = ItemFusion(
             text=_as_tensor(text),
             image=_as_tensor(image),

@@ -43,6 +43,9 @@ class SimulationBackend:
     linear_dispatch:
         Hand messages to the workers with :mod:`simulations.vce_dispatch` (one pass over the
         stored messages per sweep) instead of Flower's per-node scan.
+    send_app_once:
+        Pickle the ClientApp for the Ray actors once per run (:mod:`simulations.vce_app_cache`)
+        instead of once per message.
     """
 
     num_cpus_per_client: float = 1.0
@@ -50,6 +53,7 @@ class SimulationBackend:
     num_actors: int | None = None
     ray_address: str | None = None
     linear_dispatch: bool = True
+    send_app_once: bool = True
 
     def __post_init__(self) -> None:
         if self.num_cpus_per_client <= 0 or self.num_gpus_per_client < 0:
@@ -109,11 +113,13 @@ def simulate_apps(
     """Run any ServerApp / ClientApp pair (e.g. the SecAgg+ pair) in the Simulation Runtime."""
     from flwr.simulation import run_simulation
 
+    from simulations.vce_app_cache import app_pickled_once
     from simulations.vce_dispatch import linear_dispatch
 
     backend = backend or SimulationBackend()
     dispatch = linear_dispatch() if backend.linear_dispatch else nullcontext(False)
-    with warnings.catch_warnings(), dispatch:
+    app_once = app_pickled_once() if backend.send_app_once else nullcontext(False)
+    with warnings.catch_warnings(), dispatch, app_once:
         warnings.simplefilter("ignore", DeprecationWarning)
         run_simulation(
             server_app=server_app,

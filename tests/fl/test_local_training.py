@@ -5,7 +5,7 @@ import pytest
 
 from fl.local_training import train_locally
 from fl.settings import FederatedSettings
-from fl.task import build_task_network, get_state
+from fl.task import build_task_network, get_state, reusable_task_network
 from ranking.data import UserSequences, sequence_windows
 
 MODEL = {"kind": "sasrec", "model": {"hidden": 16, "n_blocks": 1}, "train": {"max_len": 5}}
@@ -75,3 +75,19 @@ def test_client_adam_moves_each_weight_by_at_most_about_lr_per_step(network):
 def test_a_negative_local_batch_size_is_refused():
     with pytest.raises(Exception, match="local_batch_size"):
         _settings(local_batch_size=-1)
+
+
+def test_a_reused_network_trains_exactly_as_a_freshly_built_one():
+    settings = _settings(local_batch_size=2, lr=0.5)
+    sequences = _one_user(23)
+    reused = reusable_task_network(settings, 30)
+    assert reusable_task_network(settings, 30) is reused
+    assert reusable_task_network(settings, 31) is not reused  # another catalog, another network
+    reused = reusable_task_network(settings, 30)
+    state = get_state(build_task_network(settings, 30))
+    train_locally(settings, reused, state, sequences, round_=2, pid=1)  # an earlier round...
+    train_locally(settings, reused, state, sequences, round_=5, pid=3)  # ...then this one
+    fresh = build_task_network(settings, 30)
+    train_locally(settings, fresh, state, sequences, round_=5, pid=3)
+    got, want = get_state(reused), get_state(fresh)
+    assert all(np.array_equal(got[k], want[k]) for k in want)
