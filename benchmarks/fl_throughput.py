@@ -78,6 +78,11 @@ def main() -> None:
     parser.add_argument(
         "--runtime", nargs="+", default=["flower", "tandem"], choices=["flower", "tandem"]
     )
+    parser.add_argument(
+        "--no-write",
+        action="store_true",
+        help="print only (fl_round_profile.py samples such a run)",
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="fl-throughput-"))
     rows = []
@@ -103,6 +108,8 @@ def main() -> None:
         rows,
         ["dataset", "method", "setting", "updates_per_s", "round_s"],
     )
+    if args.no_write:
+        return
     out = ROOT / "benchmarks" / "results" / "fl_throughput.json"
     write_results(out, rows)
     print(f"wrote {out.relative_to(ROOT)}")

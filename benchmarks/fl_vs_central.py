@@ -255,6 +255,11 @@ def main() -> None:
     parser.add_argument(
         "--methods", nargs="*", default=None, help="run only these methods of the groups"
     )
+    parser.add_argument(
+        "--order-nodes",
+        action="store_true",
+        help="order the 20,000-user world's nodes by partition id too (reproducible, paired runs)",
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="fl-bench-"))
     rows: list[dict] = []
@@ -269,8 +274,8 @@ def main() -> None:
             quantize="int8",
             strategy={"name": "fedadam", "eta": args.eta},
             # ordering 18,000 simulated nodes by partition id costs one query message each before
-            # round 1 (it did not finish in 10 min with Flower's dispatcher): run unordered
-            order_nodes_by_partition=name != "synthetic20k",
+            # round 1 (it did not finish in 10 min with Flower's dispatcher): unordered by default
+            order_nodes_by_partition=name != "synthetic20k" or args.order_nodes,
         )
         ranks: dict[str, np.ndarray] = {}
         if not args.no_central:

@@ -4,14 +4,22 @@ dispatcher is back after the block."""
 
 from __future__ import annotations
 
+import importlib
 import threading
 
+import pytest
 from flwr.app import Message, RecordDict
 from flwr.server.superlink.fleet.vce import vce_api
 from flwr.server.superlink.linkstate.in_memory_linkstate import InMemoryLinkState
 from in_process_grid import server_identity
 
-from simulations.vce_dispatch import linear_dispatch, next_message_per_node
+from simulations.vce_dispatch import (
+    BUSY_SHARE,
+    PULL_INTERVAL_S,
+    linear_dispatch,
+    next_message_per_node,
+    pause_after,
+)
 
 
 def _state(messages: dict[str, Message], expired: set[str]) -> InMemoryLinkState:
@@ -53,9 +61,26 @@ def test_each_node_gets_its_oldest_message_once_per_sweep_and_only_its_own():
     assert m9.metadata.delivered_at == ""
 
 
-def test_the_dispatcher_is_replaced_inside_the_block_and_restored_after():
-    flowers = vce_api.add_messages_to_queue
+class _NoState:
+    def state(self):
+        return None
+
+
+def test_the_dispatcher_and_the_grid_are_replaced_inside_the_block_and_restored_after():
+    simulation_module = importlib.import_module("flwr.simulation.run_simulation")
+    flowers, flowers_grid = vce_api.add_messages_to_queue, simulation_module.InMemoryGrid
     with linear_dispatch() as used:
         assert used
         assert vce_api.add_messages_to_queue is not flowers
+        grid = simulation_module.InMemoryGrid(state_factory=_NoState())
+        assert isinstance(grid, flowers_grid) and grid.pull_interval <= PULL_INTERVAL_S < 0.1
     assert vce_api.add_messages_to_queue is flowers
+    assert simulation_module.InMemoryGrid is flowers_grid
+    assert flowers_grid(state_factory=_NoState()).pull_interval == 0.1
+
+
+def test_a_slow_pass_lengthens_the_pause_so_the_loop_stays_mostly_idle():
+    assert pause_after(0.001, 0.02) == 0.02  # a round's 90 messages: the shortest pause
+    long_pass = 0.05  # e.g. one query to each of 18,000 nodes in flight
+    pause = pause_after(long_pass, 0.02)
+    assert long_pass / (long_pass + pause) == pytest.approx(BUSY_SHARE)
