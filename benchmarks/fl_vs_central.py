@@ -128,6 +128,8 @@ def describe(settings: FederatedSettings, n_clients: int) -> str:
         parts.append("nodes not ordered by partition")
     if settings.robust_aggregator != "none":
         parts.append(f"robust {settings.robust_aggregator}")
+        if settings.robust_clip_start != "median":
+            parts.append(f"clip start {settings.robust_clip_start}")
     if settings.byzantine_fraction:
         parts.append(
             f"{settings.byzantine_fraction:.0%} byzantine {settings.byzantine_mode} "
@@ -210,6 +212,10 @@ def experiments(
             "trimmed-mean": {"robust_aggregator": "trimmed-mean", "robust_trim": 0.15},
             "multikrum": {"robust_aggregator": "multikrum", "robust_byzantine": f},
             "centered-clip": {"robust_aggregator": "centered-clip"},
+            "centered-clip sparse-zero": {
+                "robust_aggregator": "centered-clip",
+                "robust_clip_start": "sparse-zero",
+            },
         }
         out = [("federated row-sparse int8", base, "")]
         for rule, extra in robust.items():

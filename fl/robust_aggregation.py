@@ -12,8 +12,14 @@ statistic.
   ``n - f - 2`` nearest neighbours (Blanchard et al., NeurIPS 2017); Multi-Krum averages the ``m``
   best. Distances come from one sparse Gram matrix over the sent coordinates, so the cost grows
   with what the clients sent, not with ``n^2`` full-size vector differences.
-* ``centered-clip``: ``v <- v + mean_i clip(x_i - v, tau)``, iterated from the coordinate-wise
-  median (Karimireddy et al., ICML 2021); ``tau`` defaults to the median distance to that start.
+* ``centered-clip``: ``v <- v + mean_i clip(x_i - v, tau)``, iterated from a start
+  (Karimireddy et al., ICML 2021); ``tau`` defaults to the median distance to that start. The
+  start is the coordinate-wise median of the senders (``clip_start="median"``), or, with
+  ``"sparse-zero"``, that median only where at least :data:`MIN_MEDIAN_SENDERS` clients sent a
+  coordinate and no change (the global model) where fewer did. With row-sparse one-user updates an
+  item row is often sent by one or two clients: its median start is their own value, which
+  clipping then cannot move, so a row sent only by an attacker keeps the attacker's full value.
+  From a zero start that sender's contribution is clipped like any other.
 """
 
 from __future__ import annotations
@@ -91,11 +97,20 @@ def _median(masked: np.ndarray) -> np.ndarray:
         return out
 
 
-def _centered_clip(updates: UpdateMatrix, tau: float, iterations: int) -> np.ndarray:
+CLIP_STARTS = ("median", "sparse-zero")
+MIN_MEDIAN_SENDERS = 3
+"""``sparse-zero``: coordinates sent by fewer clients start at zero."""
+
+
+def _centered_clip(
+    updates: UpdateMatrix, tau: float, iterations: int, start: str = "median"
+) -> np.ndarray:
     values = updates.values.astype(np.float64)
     sent = updates.sent if updates.sent is not None else np.ones(values.shape, dtype=bool)
     counts = sent.sum(axis=0)
     v = _median(updates.masked())
+    if start == "sparse-zero":
+        v = np.where(counts >= MIN_MEDIAN_SENDERS, v, 0.0)
     if tau <= 0:  # the median distance to the start: clips the far half
         tau = float(np.median(np.linalg.norm(np.where(sent, values - v, 0.0), axis=1))) or 1.0
     for _ in range(iterations):
@@ -117,10 +132,15 @@ class RobustAggregator:
     select: int = 0
     clip_radius: float = 0.0
     clip_iterations: int = 3
+    clip_start: str = "median"
 
     def __post_init__(self) -> None:
         if self.name not in AGGREGATORS:
             raise ConfigError(f"fl.robust_aggregator={self.name!r}: expected one of {AGGREGATORS}")
+        if self.clip_start not in CLIP_STARTS:
+            raise ConfigError(
+                f"fl.robust_clip_start={self.clip_start!r}: expected one of {CLIP_STARTS}"
+            )
 
     def selected(self, updates: UpdateMatrix) -> np.ndarray:
         """Krum / Multi-Krum: indices of the kept updates, best first."""
@@ -138,4 +158,4 @@ class RobustAggregator:
             return _trimmed_mean(updates.masked(), self.trim)
         if self.name in ("krum", "multikrum"):
             return _sender_mean(updates, self.selected(updates))
-        return _centered_clip(updates, self.clip_radius, self.clip_iterations)
+        return _centered_clip(updates, self.clip_radius, self.clip_iterations, self.clip_start)

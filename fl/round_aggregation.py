@@ -44,6 +44,7 @@ def robust_aggregator(settings: FederatedSettings) -> RobustAggregator:
         select=settings.robust_select,
         clip_radius=settings.robust_clip_radius,
         clip_iterations=settings.robust_clip_iterations,
+        clip_start=settings.robust_clip_start,
     )
 
 

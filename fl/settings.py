@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fl.robust_aggregation import AGGREGATORS
+from fl.robust_aggregation import AGGREGATORS, CLIP_STARTS
 from fl.row_sparse_aggregation import ROW_AVERAGES
 from fl.strategies import STRATEGIES, StrategySpec
 from ranking.errors import ConfigError
@@ -89,6 +89,7 @@ class FederatedSettings:
     robust_select: int = 0  # multikrum: updates averaged (0 = n - f)
     robust_clip_radius: float = 0.0  # centered-clip: radius tau (0 = median update norm)
     robust_clip_iterations: int = 3
+    robust_clip_start: str = "median"  # centered-clip: median | sparse-zero (fl.robust_aggregation)
     # communication
     update_encoding: str = "dense"
     sparse_extra_rows: int = (
@@ -158,6 +159,11 @@ class FederatedSettings:
                 ("robust_select", self.robust_select >= 0, ">= 0"),
                 ("robust_clip_radius", self.robust_clip_radius >= 0, ">= 0"),
                 ("robust_clip_iterations", self.robust_clip_iterations >= 1, ">= 1"),
+                (
+                    "robust_clip_start",
+                    self.robust_clip_start in CLIP_STARTS,
+                    f"one of {CLIP_STARTS}",
+                ),
                 ("update_encoding", self.update_encoding in ENCODINGS, f"one of {ENCODINGS}"),
                 ("sparse_extra_rows", self.sparse_extra_rows >= 0, ">= 0"),
                 (

@@ -10,6 +10,7 @@ import pytest
 from fl.robust_aggregation import AGGREGATORS, RobustAggregator
 from fl.simulated_attacks import alie_z, little_is_enough
 from fl.update_matrix import UpdateMatrix
+from ranking.errors import ConfigError
 
 GLOBAL = {
     "emb": np.linspace(-1, 1, 24, dtype=np.float32).reshape(6, 4),
@@ -173,3 +174,34 @@ def test_little_is_enough_on_row_sparse_updates_sends_only_the_attackers_rows():
             assert np.allclose(again.values[i][ok], expected[ok], atol=1e-5)
         else:
             assert np.array_equal(state["emb"], updates[i][0]["emb"])
+
+
+def test_centred_clipping_from_sparse_zero_bounds_a_row_that_only_an_attacker_sent():
+    # row 5 is sent only by the attacker (sign-flipped x5); row 0 and w by everyone
+    rng = np.random.default_rng(1)
+    deltas, touched = [], []
+    for i in range(10):
+        emb = np.zeros((6, 4), np.float32)
+        emb[0] = 0.5 + 0.01 * rng.standard_normal(4)
+        rows = [0]
+        if i == 9:  # the attacker
+            emb[0] = -5 * 0.5
+            emb[5] = -5.0
+            rows.append(5)
+        deltas.append({"emb": emb, "w": np.full(5, -0.25 if i < 9 else 1.25, np.float32)})
+        touched.append({"emb": np.array(rows)})
+    matrix = UpdateMatrix.from_updates(GLOBAL, _updates(deltas, touched))
+    median_start = RobustAggregator("centered-clip").aggregate(matrix)[: 6 * 4].reshape(6, 4)
+    zero_start = RobustAggregator("centered-clip", clip_start="sparse-zero").aggregate(matrix)
+    emb = zero_start[: 6 * 4].reshape(6, 4)
+    assert np.allclose(median_start[5], -5.0)  # the lone sender's value is kept in full
+    # from zero, the attacker's whole update is clipped to the radius (the median honest distance
+    # from the start, about 1.2 here), so row 5 moves by at most that, not by 5 per coordinate
+    assert np.linalg.norm(emb[5]) < 1.5
+    assert np.allclose(emb[0], 0.5, atol=0.1)  # rows that many sent still find the honest centre
+    assert np.allclose(zero_start[6 * 4 :], -0.25, atol=0.1)
+
+
+def test_an_unknown_clip_start_is_refused_with_its_name():
+    with pytest.raises(ConfigError, match="robust_clip_start"):
+        RobustAggregator("centered-clip", clip_start="mean")
