@@ -2,7 +2,7 @@
 
 Flower serialises an ``Array`` as an ``.npy`` file (``stype`` ``numpy.ndarray``): a header that is
 a Python dict literal, then the raw data. ``np.load`` parses that header with ``ast.literal_eval``
-for every array, which made up about a tenth of a simulated round's server time (profiled with
+for every array, which made up about a quarter of a simulated round's server time (profiled with
 py-spy on the synthetic world: a round decodes 90 replies of ~30 arrays each).
 
 * :func:`to_array` writes the same ``.npy`` bytes, with the header built once per (dtype, shape).
