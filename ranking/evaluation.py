@@ -22,6 +22,9 @@ Protocol
 * **Beyond-accuracy** metrics (coverage, novelty, average popularity) describe the top-K lists over
   the full catalog (with seen and excluded items removed as above) under both protocols.
   Popularity is counted on ``split.history(stage)``.
+
+The ranking building blocks live in :mod:`ranking.score_ranks` and the sampled protocol's negatives
+in :mod:`ranking.eval_negatives`; their public functions are re-exported here.
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ranking.data.interactions import UserSequences
 from ranking.data.splits import Split
 from ranking.errors import DataError
+from ranking.eval_negatives import sample_negatives
 from ranking.metrics import (
     average_popularity,
     bootstrap_ci,
@@ -42,6 +45,14 @@ from ranking.metrics import (
     mrr,
     ndcg,
     novelty,
+)
+from ranking.score_ranks import (
+    check_scores,
+    gather_histories,
+    history_mask,
+    rank_targets,
+    topk_items,
+    topk_unchecked,
 )
 
 __all__ = [
@@ -66,194 +77,6 @@ class Scorer(Protocol):
         order (possibly empty); ``users`` holds the dense user ids.
         """
         ...
-
-
-# --------------------------------------------------------------------------------------------
-# Building blocks
-# --------------------------------------------------------------------------------------------
-
-
-def _check_scores(scores: np.ndarray) -> np.ndarray:
-    s = np.asarray(scores)
-    if s.ndim != 2:
-        raise ValueError(f"scores must be a 2-D array [B, n_items], got shape {s.shape}")
-    if not np.issubdtype(s.dtype, np.floating):
-        s = s.astype(np.float32)
-    if np.isnan(s).any():
-        rows = np.flatnonzero(np.isnan(s).any(axis=1))
-        raise ValueError(f"scores contain NaN (first in batch row {int(rows[0])}); cannot rank")
-    return s
-
-
-def rank_targets(
-    scores: np.ndarray, targets: np.ndarray, seen_mask: np.ndarray | None = None
-) -> np.ndarray:
-    """0-based full-catalog rank of each target: the number of other items scoring at least as high.
-
-    Parameters
-    ----------
-    scores:
-        ``[B, n_items]`` float scores, higher = better. Not modified.
-    targets:
-        ``[B]`` dense item ids.
-    seen_mask:
-        Optional ``[B, n_items]`` bool; ``True`` items are not candidates (they never count
-        against the target). The target itself is always a candidate, even where the mask is
-        ``True`` for it.
-
-    Returns
-    -------
-    ``int64 [B]`` ranks (``0`` = best). Ties with the target count against it (pessimistic).
-    """
-    s = _check_scores(scores)
-    t = np.asarray(targets, dtype=np.int64)
-    if t.shape != (s.shape[0],):
-        raise ValueError(f"targets must have shape ({s.shape[0]},), got {t.shape}")
-    rows = np.arange(s.shape[0])
-    target_scores = s[rows, t]
-    beats = s >= target_scores[:, None]
-    beats[rows, t] = False  # the target does not count against itself
-    if seen_mask is not None:
-        mask = np.asarray(seen_mask, dtype=bool)
-        if mask.shape != s.shape:
-            raise ValueError(f"seen_mask must have shape {s.shape}, got {mask.shape}")
-        beats &= ~mask
-    return beats.sum(axis=1, dtype=np.int64)
-
-
-def topk_items(scores: np.ndarray, k: int) -> np.ndarray:
-    """The ``k`` best items per row, best first: ``int64 [B, min(k, n_items)]``.
-
-    Items are ordered by score, descending, and equal scores by item id, ascending -- also at the
-    cut-off, so the lists are fully determined by the scores. Slots whose score is ``-inf`` (masked
-    items) are returned as ``-1``.
-    """
-    if int(k) != k or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    return _topk(_check_scores(scores), int(k))
-
-
-def _topk(s: np.ndarray, k: int) -> np.ndarray:
-    n_rows, n_items = s.shape
-    k_eff = min(k, n_items)
-    # The k-th largest score of each row; every larger item is in the list and the remaining
-    # slots go to the lowest ids among the items equal to it.
-    cut = n_items - k_eff
-    kth = np.partition(s, cut, axis=1)[:, cut : cut + 1]
-    above = s > kth
-    tied = s == kth
-    slots = k_eff - above.sum(axis=1, keepdims=True)
-    chosen = above | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= slots))
-    items = np.nonzero(chosen)[1].reshape(n_rows, k_eff)  # ascending ids within each row
-    vals = np.take_along_axis(s, items, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    items = np.take_along_axis(items, order, axis=1).astype(np.int64)
-    vals = np.take_along_axis(vals, order, axis=1)
-    items[np.isneginf(vals)] = -1
-    return items
-
-
-def _gather_histories(seqs: UserSequences, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flat ``(row, item)`` pairs of the histories of ``users`` (row = position in ``users``)."""
-    starts = seqs.indptr[users]
-    lens = seqs.indptr[users + 1] - starts
-    total = int(lens.sum())
-    rows = np.repeat(np.arange(len(users)), lens)
-    first = np.repeat(np.cumsum(lens) - lens, lens)
-    pos = np.repeat(starts, lens) + (np.arange(total) - first)
-    return rows, seqs.items[pos].astype(np.int64)
-
-
-def history_mask(histories: Sequence[np.ndarray], n_items: int) -> np.ndarray:
-    """``bool [B, n_items]``: ``True`` where the item occurs in the row's history."""
-    mask = np.zeros((len(histories), n_items), dtype=bool)
-    lens = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
-    if lens.sum():
-        rows = np.repeat(np.arange(len(histories)), lens)
-        cols = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories])
-        mask[rows, cols] = True
-    return mask
-
-
-def _row_uniform(seed: int, row_ids: np.ndarray, n_items: int) -> np.ndarray:
-    """Uniform (0, 1] noise ``[B, n_items]`` whose row ``b`` depends only on ``(seed, row_ids[b])``.
-
-    Each row has its own generator, so sampled negatives do not depend on the batch size or on
-    which other queries are evaluated. (One generator call per row, vectorised over the items.)
-    """
-    out = np.empty((len(row_ids), n_items), dtype=np.float64)
-    for b, row in enumerate(row_ids.tolist()):
-        np.random.default_rng([seed, row]).random(out=out[b])
-    np.subtract(1.0, out, out=out)  # (0, 1]: log(u) is finite
-    return out
-
-
-def sample_negatives(
-    candidates: np.ndarray,
-    n_negatives: int,
-    *,
-    weights: np.ndarray | None = None,
-    seed: int = 0,
-    row_ids: np.ndarray | None = None,
-) -> np.ndarray:
-    """Draw ``n_negatives`` distinct items per row from the row's allowed candidates.
-
-    Parameters
-    ----------
-    candidates:
-        ``bool [B, n_items]``: which items each row may draw.
-    n_negatives:
-        Items drawn per row, without replacement.
-    weights:
-        Optional non-negative ``[n_items]`` sampling weights (e.g. popularity counts); items with
-        weight 0 are never drawn. ``None`` samples uniformly.
-    seed, row_ids:
-        The draw of a row is a deterministic function of ``(seed, row_ids[b])`` (default row ids
-        ``0 .. B-1``) and of the row's candidates, independent of the other rows.
-
-    Returns
-    -------
-    ``int64 [B, n_negatives]``. Raises :class:`ValueError` when a row has fewer allowed items
-    than ``n_negatives``.
-
-    Weighted sampling without replacement uses the exponential-keys method of Efraimidis and
-    Spirakis: each item gets the key ``log(u) / w`` with ``u ~ U(0, 1)`` and the largest keys win.
-    """
-    allowed = np.asarray(candidates, dtype=bool)
-    n_rows, n_items = allowed.shape
-    if n_negatives < 1:
-        raise ValueError(f"n_negatives must be >= 1, got {n_negatives}")
-    ids = np.arange(n_rows) if row_ids is None else np.asarray(row_ids, dtype=np.int64)
-    if seed < 0 or (ids.size and ids.min() < 0):
-        raise ValueError("seed and row_ids must be non-negative")
-    u = _row_uniform(seed, ids, n_items)
-    if weights is None:
-        keys = u
-    else:
-        w = np.asarray(weights, dtype=np.float64)
-        if w.shape != (n_items,) or (w < 0).any():
-            raise ValueError(f"weights must be {n_items} non-negative numbers")
-        allowed = allowed & (w > 0)
-        with np.errstate(divide="ignore"):  # w = 0 gives -inf, masked below anyway
-            keys = np.log(u) / w
-    available = allowed.sum(axis=1)
-    short = np.flatnonzero(available < n_negatives)
-    if short.size:
-        b = int(short[0])
-        which = "items with non-zero weight" if weights is not None else "items"
-        raise ValueError(
-            f"query row {int(ids[b])} has only {int(available[b])} {which} to draw negatives "
-            f"from, fewer than n_negatives={n_negatives}"
-        )
-    keys[~allowed] = -np.inf  # keys is a fresh array owned here
-    # The n_negatives largest keys sit at the end of an ascending partition.
-    picked = np.argpartition(keys, n_items - n_negatives, axis=1)[:, n_items - n_negatives :]
-    return np.sort(picked, axis=1).astype(np.int64)
-
-
-# --------------------------------------------------------------------------------------------
-# The evaluator
-# --------------------------------------------------------------------------------------------
 
 
 def evaluate(
@@ -393,7 +216,7 @@ def _ranks_and_top(
         b = np.arange(len(rows))
 
         histories = [seqs.items[seqs.indptr[u] : seqs.indptr[u + 1]] for u in users.tolist()]
-        raw = _check_scores(scorer.score(histories, users))
+        raw = check_scores(scorer.score(histories, users))
         if raw.shape != (len(rows), n_items):
             raise ValueError(
                 f"scorer returned scores of shape {raw.shape}, expected ({len(rows)}, {n_items})"
@@ -402,7 +225,7 @@ def _ranks_and_top(
         # Items that are not candidates for each query (never the target itself).
         blocked = np.broadcast_to(excluded, raw.shape).copy()
         if filter_seen:
-            h_rows, h_items = _gather_histories(seqs, users)
+            h_rows, h_items = gather_histories(seqs, users)
             blocked[h_rows, h_items] = True
         blocked[b, items] = False
 
@@ -417,7 +240,7 @@ def _ranks_and_top(
             negs = sample_negatives(allowed, n_negatives, weights=weights, seed=seed, row_ids=rows)
             neg_scores = np.take_along_axis(raw, negs, axis=1)
             ranks[rows] = (neg_scores >= target_scores[:, None]).sum(axis=1)
-        lists.append(_topk(masked, kmax))
+        lists.append(topk_unchecked(masked, kmax))
 
     return ranks, np.concatenate(lists, axis=0), counts, targets
 

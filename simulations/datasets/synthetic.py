@@ -18,11 +18,13 @@ Generative story
 So the next item depends on the live session (category intent) *and* on long-term history
 (colour/pattern/price taste): exactly what a long+short sequence model should exploit.
 Everything is deterministic given ``seed``.
+
+The settings and attribute vocabularies live in :mod:`simulations.datasets.synthetic_config`, the
+item images in :mod:`simulations.datasets.synthetic_images`; both are re-exported here.
 """
 
 from __future__ import annotations
 
-import colorsys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,120 +33,42 @@ import numpy as np
 from ranking.data.catalog import Catalog
 from ranking.data.dataset import Dataset
 from ranking.data.interactions import Interactions
-from ranking.errors import ConfigError
-
-CATEGORIES = (
-    "shirt",
-    "mug",
-    "lamp",
-    "chair",
-    "bag",
-    "shoe",
-    "clock",
-    "vase",
-    "hat",
-    "book",
-    "plate",
-    "poster",
-    "sofa",
-    "watch",
-    "rug",
-    "kite",
-    "bottle",
-    "pillow",
-    "jacket",
-    "teapot",
+from simulations.datasets.synthetic_config import (
+    ATTRIBUTE_VALUES,
+    CATEGORIES,
+    COLOURS,
+    EVENT_PROBS,
+    EVENT_TYPES,
+    PATTERNS,
+    PRICE_BANDS,
+    WorldConfig,
+    world_config_from_settings,
 )
-COLOURS = {
-    "red": (220, 40, 40),
-    "orange": (245, 140, 20),
-    "yellow": (240, 220, 30),
-    "green": (40, 160, 60),
-    "teal": (20, 150, 150),
-    "blue": (40, 80, 220),
-    "purple": (130, 50, 180),
-    "pink": (240, 120, 180),
-    "brown": (120, 75, 30),
-    "black": (20, 20, 20),
-    "white": (250, 250, 250),
-    "grey": (128, 128, 128),
-}
-PATTERNS = ("circle", "square", "triangle", "stripes", "dots", "diamond", "cross", "checks")
-PRICE_BANDS = ("budget", "standard", "premium", "luxury")
-EVENT_TYPES = ("view", "click", "cart", "purchase")
-EVENT_PROBS = (0.55, 0.3, 0.1, 0.05)
-ATTRIBUTE_VALUES: dict[str, tuple[str, ...]] = {
-    "category": CATEGORIES,
-    "colour": tuple(COLOURS),
-    "pattern": PATTERNS,
-    "price_band": PRICE_BANDS,
-}
+from simulations.datasets.synthetic_images import (
+    SyntheticImageRenderer,
+    render_images,
+    render_item_image,
+)
+
+__all__ = [
+    "ATTRIBUTE_VALUES",
+    "CATEGORIES",
+    "COLOURS",
+    "DAY",
+    "EVENT_PROBS",
+    "EVENT_TYPES",
+    "PATTERNS",
+    "PRICE_BANDS",
+    "SyntheticImageRenderer",
+    "SyntheticWorld",
+    "WorldConfig",
+    "generate_world",
+    "render_images",
+    "render_item_image",
+    "synthetic_dataset",
+]
+
 DAY = 86_400.0
-
-
-@dataclass(frozen=True)
-class WorldConfig:
-    """Size and behaviour of a synthetic world. Defaults finish a whole simulation in minutes."""
-
-    n_items: int = 2000
-    n_users: int = 1000
-    n_categories: int = 12
-    n_colours: int = 8
-    n_patterns: int = 6
-    zipf_exponent: float = 1.0
-    sessions_per_user: float = 5.0
-    session_length: float = 6.0
-    intent_stickiness: float = 0.85
-    taste_concentration: float = 0.3
-    candidates_per_event: int = 24
-    taste_sharpness: float = 2.0
-    horizon_days: float = 90.0
-    drift_times: tuple[float, ...] = (0.6,)
-    drift_strength: float = 0.6
-    cold_start_fraction: float = 0.05
-    cold_start_after: float = 0.75
-    image_size: int = 32
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.n_items >= 1, "n_items must be >= 1"),
-            (self.n_users >= 1, "n_users must be >= 1"),
-            (
-                1 <= self.n_categories <= len(CATEGORIES),
-                f"n_categories must lie in 1..{len(CATEGORIES)}",
-            ),
-            (1 <= self.n_colours <= len(COLOURS), f"n_colours must lie in 1..{len(COLOURS)}"),
-            (1 <= self.n_patterns <= len(PATTERNS), f"n_patterns must lie in 1..{len(PATTERNS)}"),
-            (self.sessions_per_user >= 1, "sessions_per_user must be >= 1"),
-            (self.session_length >= 1, "session_length must be >= 1"),
-            (0 <= self.intent_stickiness <= 1, "intent_stickiness must lie in [0, 1]"),
-            (self.taste_concentration > 0, "taste_concentration must be > 0"),
-            (self.candidates_per_event >= 1, "candidates_per_event must be >= 1"),
-            (self.taste_sharpness >= 0, "taste_sharpness must be >= 0"),
-            (self.horizon_days > 0, "horizon_days must be > 0"),
-            (
-                all(0 < t < 1 for t in self.drift_times),
-                "drift_times are fractions of the horizon in (0, 1)",
-            ),
-            (0 <= self.drift_strength <= 1, "drift_strength must lie in [0, 1]"),
-            (0 <= self.cold_start_fraction < 1, "cold_start_fraction must lie in [0, 1)"),
-            (0 < self.cold_start_after < 1, "cold_start_after must lie in (0, 1)"),
-            (self.image_size >= 8, "image_size must be >= 8"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(f"synthetic world: {message}")
-        object.__setattr__(self, "drift_times", tuple(sorted(float(t) for t in self.drift_times)))
-
-    @property
-    def attribute_sizes(self) -> dict[str, int]:
-        return {
-            "category": self.n_categories,
-            "colour": self.n_colours,
-            "pattern": self.n_patterns,
-            "price_band": len(PRICE_BANDS),
-        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,88 +97,6 @@ class SyntheticWorld:
         """A user's true taste over every attribute at time ``t``."""
         phase = int(self.phase_at(t))
         return {attr: taste[phase, user] for attr, taste in self.tastes.items()}
-
-
-class SyntheticImageRenderer:
-    """Draws a synthetic item's image from its catalog attributes (picklable, stateless)."""
-
-    def __init__(self, size: int = 32) -> None:
-        self.size = size
-
-    def __call__(self, catalog: Catalog, item: int) -> Any:
-        attrs = catalog.attributes
-        return render_item_image(
-            category=int(catalog.category[item]),
-            colour=str(attrs["colour"][item]),
-            pattern=str(attrs["pattern"][item]),
-            price_band=str(attrs["price_band"][item]),
-            size=self.size,
-        )
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SyntheticImageRenderer) and other.size == self.size
-
-    def __hash__(self) -> int:
-        return hash(("SyntheticImageRenderer", self.size))
-
-
-def _category_tint(category: int) -> tuple[int, int, int]:
-    hue = (category * 0.618034) % 1.0
-    r, g, b = colorsys.hsv_to_rgb(hue, 0.25, 0.95)
-    return int(r * 255), int(g * 255), int(b * 255)
-
-
-def render_item_image(
-    category: int, colour: str, pattern: str, price_band: str, size: int = 32
-) -> Any:
-    """An RGB PIL image showing ``pattern`` in ``colour`` on the category's tint."""
-    from PIL import Image, ImageDraw
-
-    img = Image.new("RGB", (size, size), _category_tint(category))
-    draw = ImageDraw.Draw(img)
-    rgb = COLOURS[colour]
-    lo, hi = size // 5, size - size // 5
-    mid = size // 2
-    if pattern == "circle":
-        draw.ellipse([lo, lo, hi, hi], fill=rgb)
-    elif pattern == "square":
-        draw.rectangle([lo, lo, hi, hi], fill=rgb)
-    elif pattern == "triangle":
-        draw.polygon([(mid, lo), (hi, hi), (lo, hi)], fill=rgb)
-    elif pattern == "diamond":
-        draw.polygon([(mid, lo), (hi, mid), (mid, hi), (lo, mid)], fill=rgb)
-    elif pattern == "cross":
-        w = max(2, size // 8)
-        draw.rectangle([mid - w, lo, mid + w, hi], fill=rgb)
-        draw.rectangle([lo, mid - w, hi, mid + w], fill=rgb)
-    elif pattern == "stripes":
-        step = max(3, size // 6)
-        for x in range(lo, hi, step):
-            draw.rectangle([x, lo, x + step // 2, hi], fill=rgb)
-    elif pattern == "dots":
-        step = max(4, size // 5)
-        r = max(1, step // 3)
-        for y in range(lo + r, hi, step):
-            for x in range(lo + r, hi, step):
-                draw.ellipse([x - r, y - r, x + r, y + r], fill=rgb)
-    elif pattern == "checks":
-        step = max(3, size // 6)
-        for y in range(lo, hi, step):
-            for x in range(lo, hi, step):
-                if ((x - lo) // step + (y - lo) // step) % 2 == 0:
-                    draw.rectangle([x, y, x + step - 1, y + step - 1], fill=rgb)
-    else:
-        raise ConfigError(f"unknown pattern {pattern!r}; expected one of {PATTERNS}")
-    border = PRICE_BANDS.index(price_band) * max(1, size // 32)
-    if border:
-        draw.rectangle([0, 0, size - 1, size - 1], outline=(40, 40, 40), width=border)
-    return img
-
-
-def render_images(catalog: Catalog, items: np.ndarray | None = None) -> np.ndarray:
-    """Images of ``items`` (default: all) as a ``uint8 [n, S, S, 3]`` array."""
-    items = np.arange(catalog.n_items) if items is None else np.asarray(items)
-    return np.stack([np.asarray(catalog.image(int(i))) for i in items])
 
 
 def _sample_rows(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
@@ -447,17 +289,4 @@ def _pick_items(
 
 def synthetic_dataset(**config: Any) -> Dataset:
     """Hydra-friendly entry point: the world's :class:`Dataset` for the given settings."""
-    return generate_world(WorldConfig(**_as_config_kwargs(config))).dataset
-
-
-def _as_config_kwargs(config: dict[str, Any]) -> dict[str, Any]:
-    known = set(WorldConfig.__dataclass_fields__)
-    unknown = sorted(set(config) - known)
-    if unknown:
-        raise ConfigError(
-            f"synthetic world: unknown setting(s) {unknown}; known settings are {sorted(known)}"
-        )
-    out = dict(config)
-    if "drift_times" in out:
-        out["drift_times"] = tuple(out["drift_times"])
-    return out
+    return generate_world(world_config_from_settings(config)).dataset
