@@ -9,7 +9,7 @@ item with the same text as the query's (synthetic catalogs repeat titles).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,8 +50,13 @@ def train_contrastive(
     images: Sequence[Any],
     texts: Sequence[str],
     config: ContrastiveConfig | None = None,
+    *,
+    callback: Callable[[int, dict[str, float], ClipEncoder], None] | None = None,
 ) -> list[dict[str, float]]:
-    """Train ``encoder``'s model on aligned ``images``/``texts``; returns one row per epoch."""
+    """Train ``encoder``'s model on aligned ``images``/``texts``; returns one row per epoch.
+
+    ``callback(epoch, row, encoder)`` is called after every epoch (``epoch`` counts from 1).
+    """
     cfg = config or ContrastiveConfig()
     if len(images) != len(texts):
         raise ConfigError(
@@ -89,13 +94,14 @@ def train_contrastive(
                 model.logit_scale.clamp_(0, np.log(100))
             total += float(loss.detach())
             batches += 1
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "loss": total / max(1, batches),
-                "seconds": time.perf_counter() - t0,
-            }
-        )
+        row = {
+            "epoch": epoch + 1,
+            "loss": total / max(1, batches),
+            "seconds": time.perf_counter() - t0,
+        }
+        history.append(row)
+        if callback is not None:
+            callback(epoch + 1, row, encoder)
     model.eval()
     encoder.weights_changed()
     return history

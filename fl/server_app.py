@@ -157,7 +157,7 @@ def _decode_replies(
             metrics = reply.content["metrics"]
             weight = float(metrics["num-examples"])
             if not np.isfinite(weight) or weight < 0:
-                raise RejectedUpdate("num-examples", f"must be a finite count, got {weight}")
+                raise RejectedUpdate(f"must be a finite count, got {weight}", key="num-examples")
         except RejectedUpdate as exc:
             rejected.append({"node": node, "reason": str(exc)})
             log.warning("round update from node %s rejected: %s", node, exc)

@@ -151,8 +151,18 @@ class TwoTowerRetriever:
         self.history: list[dict[str, Any]] = []
         self.seen_counts: np.ndarray | None = None
 
-    def fit(self, train: Interactions, epochs: int | None = None) -> TwoTowerRetriever:
-        """Train both towers on ``train`` and (re)build the FAISS index."""
+    def fit(
+        self,
+        train: Interactions,
+        epochs: int | None = None,
+        *,
+        callback: Callable[[int, dict[str, Any], TwoTowerRetriever], None] | None = None,
+    ) -> TwoTowerRetriever:
+        """Train both towers on ``train`` and (re)build the FAISS index.
+
+        ``callback(epoch, row, self)`` is called after every epoch (``epoch`` counts from 1;
+        ``row`` is the epoch's :func:`~ranking.trainer.train_epochs` result with its ``epoch``).
+        """
         self.network.item_emb.frozen = None  # the towers change: the inference table is stale
         if self.item_tower.id_embedding is not None:
             self.item_tower.id_present.fill_(True)  # every ID trains; the unseen are masked after
@@ -160,8 +170,9 @@ class TwoTowerRetriever:
         sequences = train.sequences()
         optimizer = make_optimizer(self.network, self.cfg)
         rng = np.random.default_rng(self.cfg.seed)
-        for _ in trange(
-            epochs or self.cfg.epochs,
+        for epoch in trange(
+            1,
+            (epochs or self.cfg.epochs) + 1,
             desc="L1 two-tower",
             unit="epoch",
             disable=not self.cfg.progress,
@@ -176,7 +187,10 @@ class TwoTowerRetriever:
                 rng=rng,
                 optimizer=optimizer,
             )
-            self.history.append({k: v for k, v in result.items() if k != "epoch_losses"})
+            row = {k: v for k, v in result.items() if k != "epoch_losses"}
+            self.history.append(row)
+            if callback is not None:
+                callback(epoch, {"epoch": epoch, **row}, self)
         # No interaction evidence, no ID information: items no fit has seen are served by content
         # only (a later fit on a recent window keeps the ID vectors that earlier fits trained).
         self.seen_counts = counts if self.seen_counts is None else self.seen_counts + counts

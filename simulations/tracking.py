@@ -4,6 +4,7 @@ W&B); it is a context manager, so a failed job is finished too, with a non-zero 
 
     with Tracker.start(config, job_type="pipeline", group=sweep_id, run_dir=output_dir) as tracker:
         tracker.log_round({"round": 1, "ndcg@10": 0.12})
+        model.fit(train, callback=epoch_callback("l2"))  # per-epoch rows to the open tracker
         tracker.summary({"ndcg@10": 0.31})
 
 Mode
@@ -33,7 +34,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -146,6 +147,8 @@ class Tracker:
         self.run = run
         self.mode = mode
         self._epoch = -1
+        self._stages: set[str] = set()
+        self._outer: Tracker | None = None
 
     @property
     def enabled(self) -> bool:
@@ -237,6 +240,9 @@ class Tracker:
         return tracker
 
     def __enter__(self) -> Tracker:
+        """Open the ``with`` block; inside it this is the :func:`active_tracker`."""
+        global _ACTIVE
+        self._outer, _ACTIVE = _ACTIVE, self
         return self
 
     def __exit__(
@@ -245,6 +251,8 @@ class Tracker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        global _ACTIVE
+        _ACTIVE, self._outer = self._outer, None
         code = 0
         if exc_type is not None:
             code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1
@@ -264,12 +272,20 @@ class Tracker:
         elif round_ is not None:
             self.summary(_numbers(row, str(round_), skip="round"))
 
-    def log_epoch(self, row: Mapping[str, Any]) -> None:
-        """Log one training epoch's numeric metrics against ``row["epoch"]`` (else the next one)."""
+    def log_epoch(self, row: Mapping[str, Any], stage: str | None = None) -> None:
+        """Log one training epoch's numeric metrics against ``row["epoch"]`` (else the next one).
+
+        With a ``stage`` (e.g. ``"clip"``, ``"l1"``, ``"l2"``) the metrics are logged as
+        ``epoch/<stage>/<metric>``, so the trainers of one run keep separate curves.
+        """
         if self.run is None:
             return
         self._epoch = int(row.get("epoch", self._epoch + 1))
-        self.run.log({"epoch": self._epoch, **_numbers(row, "epoch", skip="epoch")})
+        prefix = "epoch" if stage is None else f"epoch/{stage}"
+        if stage is not None and stage not in self._stages:
+            self._stages.add(stage)
+            self.run.define_metric(f"{prefix}/*", step_metric="epoch")
+        self.run.log({"epoch": self._epoch, **_numbers(row, prefix, skip="epoch")})
 
     def log_table(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Log ``rows`` as a ``wandb.Table`` (columns: the union of keys, first seen first)."""
@@ -308,3 +324,31 @@ class Tracker:
         run.finish(exit_code=exit_code)
         if wandb.run is None:  # flush: W&B writes the run's files after finish() returns
             wandb.teardown()
+
+
+_ACTIVE: Tracker | None = None
+"""The tracker of the innermost open ``with Tracker.start(...)`` block (see :func:`active_tracker`)."""
+
+
+def active_tracker() -> Tracker | None:
+    """The tracker whose ``with`` block is open (the job's run), or ``None`` outside one."""
+    return _ACTIVE
+
+
+def epoch_callback(stage: str, tracker: Tracker | None = None) -> Callable[..., None]:
+    """A trainer's per-epoch ``callback(epoch, row, model)`` that logs ``row`` to W&B.
+
+    Every trainer takes one: ``SequenceRecommender.fit`` (central L2),
+    ``TwoTowerRetriever.fit`` (L1) and ``encoders.contrastive.train_contrastive`` (CLIP). Each
+    epoch's numeric metrics (loss, validation NDCG@10, seconds...) go to ``tracker`` (default:
+    the :func:`active_tracker` when the epoch ends) as ``epoch/<stage>/<metric>``; with no
+    tracker, or a disabled one, the callback does nothing. ``ranking/`` and ``encoders/`` stay
+    free of W&B: they only call a plain function.
+    """
+
+    def log_epoch(epoch: int, row: Mapping[str, Any], *_model: Any) -> None:
+        target = tracker if tracker is not None else _ACTIVE
+        if target is not None:
+            target.log_epoch({**row, "epoch": int(epoch)}, stage=stage)
+
+    return log_epoch

@@ -30,7 +30,8 @@ class Catalog:
     attributes:
         Further per-item columns (numeric or string arrays of length ``n_items``).
     available:
-        Whether an item may be recommended now.
+        Whether an item may be recommended now (all ``True`` when the source has no such column;
+        :meth:`ranking.rules.RerankContext.from_catalog` then treats availability as missing).
     created_at:
         Time (same unit as interaction timestamps) at which the item entered the catalog.
     image_paths:

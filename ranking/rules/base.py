@@ -99,13 +99,18 @@ class RerankContext:
     ) -> RerankContext:
         """A context over a :class:`ranking.data.Catalog`.
 
-        A :class:`~ranking.data.Catalog` fills ``created_at`` with zeros when its source has no
-        creation times; a column with one value for every item carries no freshness and is taken
-        as missing (``None``). A catalog whose items all have category ``-1`` has no categories.
+        A :class:`~ranking.data.Catalog` fills ``created_at`` with zeros and ``available`` with
+        ``True`` when its source has none; a column with one value for every item carries no
+        freshness, and one that marks every item available excludes nothing, so each is taken as
+        missing (``None``) and the rules that need it are skipped and reported. A catalog whose
+        items all have category ``-1`` has no categories.
         """
         created = np.asarray(catalog.created_at, dtype=np.float64)
         if created.size == 0 or created.min() == created.max():
             created = None
+        available = None if catalog.available is None else np.asarray(catalog.available, bool)
+        if available is not None and available.all():
+            available = None
         category = np.asarray(catalog.category, dtype=np.int32)
         n_categories = len(catalog.category_names)
         if category.size == 0 or category.max() < 0:
@@ -125,7 +130,7 @@ class RerankContext:
             category=category,
             n_categories=n_categories,
             category_names=tuple(catalog.category_names),
-            available=None if catalog.available is None else np.asarray(catalog.available, bool),
+            available=available,
             created_at=created,
             attributes=dict(catalog.attributes),
             popularity=counts,

@@ -33,7 +33,7 @@ class AvailabilityFilter(Filter):
 
     def skip_reason(self, context: RerankContext) -> str | None:
         if context.available is None:
-            return "the catalog has no availability flags"
+            return "the catalog has no availability flags (none, or every item available)"
         return None
 
     def keep(self, items: np.ndarray, context: RerankContext) -> np.ndarray:

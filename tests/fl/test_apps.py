@@ -176,6 +176,27 @@ def test_nan_and_misshapen_updates_are_rejected_never_aggregated(settings):
     assert dropped == []
 
 
+def test_a_reply_with_a_bad_example_count_is_rejected_with_the_count_named(settings):
+    state = get_state(build_task_network(settings, 150))
+    replies = [
+        _reply(
+            RecordDict(
+                {
+                    "arrays": to_array_record(state),
+                    "metrics": MetricRecord({"num-examples": count, "train-loss": 1.0}),
+                }
+            ),
+            node,
+        )
+        for node, count in ((1, 5.0), (2, float("nan")), (3, -2.0))
+    ]
+    accepted, dropped, rejected = _decode_replies(replies, state, settings)
+    assert [r.metadata.src_node_id for r, _, _ in accepted] == [1]
+    assert [r["node"] for r in rejected] == [2, 3]
+    assert all("num-examples" in r["reason"] and "finite count" in r["reason"] for r in rejected)
+    assert dropped == []
+
+
 def test_settings_reject_unknown_keys_and_bad_values():
     with pytest.raises(ConfigError, match=r"unknown setting\(s\) fl.num_roundz"):
         FederatedSettings.from_run_config({"num-roundz": 3})

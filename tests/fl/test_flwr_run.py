@@ -1,4 +1,5 @@
-"""``flwr run .``: the app bundle, its run config and a local simulation through a local SuperLink.
+"""``flwr run .``: the app bundle, its run config and the README's ``flwr run .`` block, run as
+written (tiny values substituted) through a local SuperLink.
 
 ``flwr run . local`` starts a detached local SuperLink (its own session) that outlives the command,
 plus a SuperExec and the simulation processes. The test gives all of them a private ``FLWR_HOME``,
@@ -10,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -18,6 +20,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from documented_examples import fenced_block, substituted
 from processes import TAG, completed_rounds, free_port, require_commands, stop_tagged
 
 from fl.settings import FederatedSettings, default_run_config
@@ -31,12 +34,19 @@ needs_flower_cli = require_commands("flwr", "flower-superlink")
 # ---- processes -------------------------------------------------------------------------------
 
 
-def _flower_env(home: Path, tag: str, **extra: str) -> dict[str, str]:
+def _env_without_the_venv(home: Path, tag: str, **extra: str) -> dict[str, str]:
+    """This environment with a private ``FLWR_HOME`` and the test's marker, but without what the
+    README's block sets itself (the venv on ``PATH``, no runtime dependency installation), so
+    that the block is run as a user would run it."""
     env = dict(os.environ)
+    env.pop("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", None)
+    env["PATH"] = os.pathsep.join(
+        entry
+        for entry in env.get("PATH", "").split(os.pathsep)
+        if entry and Path(entry).resolve() != BIN.resolve()
+    )
     env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",  # the local SuperLink is started by name
         FLWR_HOME=str(home),
-        FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",  # never `uv sync` the app's dependencies
         FLWR_DISABLE_UPDATE_CHECK="1",
         FLWR_TELEMETRY_ENABLED="0",
         RAY_ADDRESS="local",  # a private Ray instance, never one another process started
@@ -130,53 +140,51 @@ def test_fab_holds_the_app_packages_and_nothing_large():
     assert len(fab) < 1_000_000
 
 
-# ---- flwr run . ------------------------------------------------------------------------------
+# ---- flwr run . (the README's block) ---------------------------------------------------------
+
+FLWR_RUN_MARKER = "flwr run . local"
+"""The README's ``flwr run .`` example is the one bash block holding this."""
+
+TINY_FLWR_RUN = {
+    # the block runs in a temporary directory (its `runs/` is not the repository's); `.` is the app
+    FLWR_RUN_MARKER: f"flwr run {shlex.quote(str(REPO))} local",
+    "generate_world()": "generate_world(n_items=150, n_users=90, seed=0)",
+    '"num-supernodes=10"': '"num-supernodes=3 client-resources-num-cpus=2 init-args-num-cpus=2"',
+    "n-clients=10": "n-clients=3",
+    "num-rounds=3": (
+        "num-rounds=1 fraction-train=1.0 min-train-nodes=3 heldout-fraction=0.3 "
+        "model.train.max-len=20 model.sasrec.hidden=32 model.sasrec.n-blocks=1"
+    ),
+}
 
 
-@pytest.fixture
-def dataset(tmp_path) -> Path:
-    from ranking.storage import save_dataset
-    from simulations.datasets.synthetic import generate_world
-
-    path = tmp_path / "data.npz"
-    save_dataset(generate_world(n_items=150, n_users=90, seed=0).dataset, path)
-    return path
+def test_the_readme_flwr_run_block_is_found_and_takes_the_tiny_values():
+    block = substituted(fenced_block("bash", FLWR_RUN_MARKER), TINY_FLWR_RUN)
+    assert "num-supernodes=3 " in block and "n-clients=3 " in block and "num-rounds=1 " in block
 
 
 @needs_flower_cli
 @pytest.mark.timeout(240)
-def test_flwr_run_local_simulation_with_three_supernodes(tmp_path, dataset):
-    run_dir = tmp_path / "run"
+def test_flwr_run_local_simulation_with_three_supernodes(tmp_path):
+    """The README's block, run by bash in a directory that has the venv as ``.venv``, with three
+    SuperNodes, one round and a small model; a private ``FLWR_HOME`` and private ports."""
+    script = substituted(fenced_block("bash", FLWR_RUN_MARKER), TINY_FLWR_RUN)
+    (tmp_path / ".venv").symlink_to(BIN.parent, target_is_directory=True)
+    run_dir = tmp_path / "runs" / "flwr-sim"  # the README's `$PWD/runs/flwr-sim`
     home = tmp_path / "flwr-home"
     tag = uuid.uuid4().hex
-    env = _flower_env(
+    env = _env_without_the_venv(
         home,
         tag,
         FLWR_LOCAL_SUPERLINK_HTTP_API_PORT=str(free_port()),
         FLWR_LOCAL_CONTROL_API_PORT=str(free_port()),
     )
-    run_config = (
-        f"data-path='{dataset}' run-dir='{run_dir}' num-rounds=1 fraction-train=1.0 min-train-nodes=3 "
-        "partition='dirichlet' n-clients=3 heldout-fraction=0.3 model.train.max-len=20 "
-        "model.sasrec.hidden=32 model.sasrec.n-blocks=1"
-    )
-    command = [
-        str(BIN / "flwr"),
-        "run",
-        str(REPO),
-        "local",
-        "--stream",
-        "--federation-config",
-        "num-supernodes=3 client-resources-num-cpus=2 init-args-num-cpus=2",
-        "--run-config",
-        run_config,
-    ]
     log = tmp_path / "flwr-run.log"
     popens: list[subprocess.Popen] = []
     try:
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                command,
+                ["bash", "-e", "-u", "-c", script],
                 cwd=tmp_path,
                 env=env,
                 stdout=out,
@@ -189,7 +197,7 @@ def test_flwr_run_local_simulation_with_three_supernodes(tmp_path, dataset):
             except subprocess.TimeoutExpired:
                 rc = None
         superlink_log = home / "local-superlink" / "superlink.log"
-        context = f"flwr run:\n{_tail(log)}\n\nlocal SuperLink:\n{_tail(superlink_log)}"
+        context = f"script:\n{script}\nflwr run:\n{_tail(log)}\n\nlocal SuperLink:\n{_tail(superlink_log)}"
         assert rc == 0, context
         started = re.search(r"Successfully started run (\d+)", log.read_text())
         assert started, context

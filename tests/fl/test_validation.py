@@ -35,8 +35,32 @@ def test_valid_state_and_payloads_pass(ref):
     check_update(encode_update(ref, [EMB], np.array([], dtype=np.int64)), ref)
 
 
-def test_rejected_update_is_a_tandem_error():
-    assert issubclass(RejectedUpdate, TandemError)
+def _negative_scales(payload: dict) -> None:
+    payload[EMB + "::scale"] = np.full_like(payload[EMB + "::scale"], -0.5)
+
+
+def _int8_minimum(payload: dict) -> None:
+    payload[EMB + "::values"][0, 0] = -128
+
+
+@pytest.mark.parametrize(
+    ("poison", "key", "reason"),
+    [
+        (_negative_scales, EMB + "::scale", "has negative scales"),
+        (_int8_minimum, EMB + "::values", "holds -128, outside the symmetric int8 range"),
+    ],
+)
+def test_a_rejected_int8_update_is_a_tandem_error_naming_the_array_and_the_fault(
+    ref, poison, key, reason
+):
+    payload = encode_update(ref, [EMB], np.array([1, 5]), "int8", ref)
+    check_update(payload, ref)  # well formed before it is poisoned
+    poison(payload)
+    with pytest.raises(TandemError) as info:  # the project's errors are caught as TandemError
+        check_update(payload, ref)
+    assert type(info.value) is RejectedUpdate
+    assert (info.value.key, info.value.reason) == (key, reason)
+    assert str(info.value) == f"rejected update: array {key!r}: {reason}"
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

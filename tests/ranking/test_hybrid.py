@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from ranking.data import Catalog
 from ranking.errors import ConfigError
 from ranking.hybrid import (
     RERANKERS,
@@ -322,6 +323,31 @@ def test_rules_missing_data_are_reported_as_skipped() -> None:
     }
     assert "'margin'" in out.skipped["business_value"] and "created_at" in out.skipped["freshness"]
     assert out.report()["skipped"] == out.skipped
+
+
+def test_a_catalog_marking_every_item_available_reports_the_availability_rule_skipped() -> None:
+    def catalog(available: np.ndarray) -> Catalog:
+        return Catalog(
+            ids=np.array([f"i{n}" for n in range(6)]),
+            text=np.array([""] * 6),
+            category=np.arange(6) % 2,
+            category_names=("mug", "lamp"),
+            available=available,
+        )
+
+    reranker = build_reranker({"name": "constrained", "rules": [{"name": "availability"}]})
+    items, scores = np.arange(6), np.linspace(6.0, 1.0, 6).astype(np.float32)
+    every = RerankContext.from_catalog(catalog(np.ones(6, dtype=bool)), k=4)
+    out = reranker(items, scores, every)
+    assert out.items.tolist() == [0, 1, 2, 3]
+    assert "availability flags" in out.skipped["availability"]
+    assert out.report()["skipped"] == out.skipped
+    some = RerankContext.from_catalog(
+        catalog(np.array([True, False, True, False, True, True])), k=4
+    )
+    out = reranker(items, scores, some)
+    assert out.items.tolist() == [0, 2, 4, 5] and not out.skipped
+    assert "removed by availability" in out.explain(1)
 
 
 # ---- specs, validation and the config group -------------------------------------------------

@@ -209,6 +209,25 @@ def test_from_catalog_treats_constant_creation_times_and_no_categories_as_missin
         RerankContext.from_catalog(catalog, item_vectors=np.ones((2, 4)))
 
 
+def test_from_catalog_takes_all_true_availability_as_missing_and_keeps_real_flags() -> None:
+    def catalog(available: np.ndarray | None) -> Catalog:
+        return Catalog(
+            ids=np.array(["a", "b", "c"]),
+            text=np.array(["a", "b", "c"]),
+            category=np.array([0, 1, 0]),
+            category_names=("x", "y"),
+            available=available,
+        )
+
+    for flags in (None, np.ones(3, dtype=bool)):  # no column, or one that excludes nothing
+        ctx = RerankContext.from_catalog(catalog(flags))
+        assert ctx.available is None
+        assert "availability" in AvailabilityFilter().skip_reason(ctx)
+    ctx = RerankContext.from_catalog(catalog(np.array([True, False, True])))
+    assert AvailabilityFilter().skip_reason(ctx) is None
+    assert AvailabilityFilter().keep(np.array([0, 1, 2]), ctx).tolist() == [True, False, True]
+
+
 # ---- boosts ---------------------------------------------------------------------------------
 
 

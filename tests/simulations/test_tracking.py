@@ -4,6 +4,7 @@ and exit code; a disabled tracker writes nothing; a failing job is still finishe
 from __future__ import annotations
 
 import json
+import math
 import struct
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,13 @@ from typing import Any
 import pytest
 
 from ranking.errors import ConfigError
-from simulations.tracking import Tracker, resolve_mode, tracking_settings
+from simulations.tracking import (
+    Tracker,
+    active_tracker,
+    epoch_callback,
+    resolve_mode,
+    tracking_settings,
+)
 
 CONFIG = {
     "mode": "pipeline",
@@ -152,6 +159,50 @@ def test_an_exception_still_finishes_the_run_as_failed(offline):
     saved = offline_run(run_dir)
     assert saved["exit_code"] == 1
     assert [h["epoch/loss"] for h in saved["history"] if "epoch/loss" in h] == [2.0]
+
+
+def test_each_trainer_logs_one_row_per_epoch_to_the_open_tracker(offline):
+    from builders import rule_log
+
+    from encoders.clip import ClipEncoder
+    from encoders.contrastive import ContrastiveConfig, train_contrastive
+    from ranking.data.splits import leave_one_out
+    from ranking.recommender import SequenceRecommender
+    from ranking.two_tower import TwoTowerRetriever
+    from simulations.datasets.synthetic import generate_world
+
+    split = leave_one_out(rule_log(n_items=20, n_users=24, seed=1))
+    fast = {"batch_size": 32, "max_len": 8, "progress": False}
+    catalog = generate_world(n_items=16, n_users=4, seed=0).dataset.catalog
+    images = [catalog.image(i) for i in range(8)]
+    run_dir = offline / "job"
+    epoch_callback("l2")(1, {"loss": 9.0})  # no open tracker: nothing to log to, no error
+    with Tracker.start(CONFIG, job_type="central", run_dir=run_dir) as tracker:
+        assert active_tracker() is tracker
+        SequenceRecommender("sasrec", model={"hidden": 8}, train={**fast, "epochs": 3}).fit(
+            split.train, validation=split, callback=epoch_callback("l2")
+        )
+        TwoTowerRetriever(
+            n_items=20, dim=8, train={**fast, "epochs": 2}, index={"factory": "Flat"}
+        ).fit(split.train, callback=epoch_callback("l1"))
+        train_contrastive(
+            ClipEncoder(allow_random_init=True, seed=0),
+            images,
+            list(catalog.text[:8]),
+            ContrastiveConfig(epochs=2, batch_size=4),
+            callback=epoch_callback("clip"),
+        )
+    assert active_tracker() is None
+    history = offline_run(run_dir)["history"]
+
+    def curve(key: str) -> list[tuple[int, float]]:
+        return [(h["epoch"], h[key]) for h in history if key in h]
+
+    l2 = curve("epoch/l2/loss")
+    assert [epoch for epoch, _ in l2] == [1, 2, 3] and all(math.isfinite(v) for _, v in l2)
+    assert [epoch for epoch, _ in curve("epoch/l2/val_ndcg@10")] == [1, 2, 3]
+    assert [epoch for epoch, _ in curve("epoch/l1/loss")] == [1, 2]
+    assert [epoch for epoch, _ in curve("epoch/clip/loss")] == [1, 2]
 
 
 def test_mode_rules(monkeypatch):

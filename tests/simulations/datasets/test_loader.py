@@ -1,4 +1,8 @@
-"""The cached dataset loader: reuse, invalidation and config errors."""
+"""The cached dataset loader: reuse, invalidation, interrupted writes and config errors."""
+
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -54,3 +58,38 @@ def test_unknown_reader_and_bad_settings_raise_config_error(tmp_path):
     with pytest.raises(ConfigError, match="unknown dataset filter"):
         load(TINY, cache_dir=tmp_path, filters={"min_ratings": 4})
     assert list(tmp_path.glob("*.npz")) == []
+
+
+KILLED_WHILE_CACHING = """
+import os, signal, sys
+import numpy as np
+from simulations.datasets.loader import load
+
+def half_written_then_killed(fh, **arrays):
+    fh.write(b"PK half an archive")
+    fh.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+np.savez = half_written_then_killed  # what ranking.storage.save_dataset writes the cache with
+load({config!r}, cache_dir=sys.argv[1])
+"""
+
+
+def test_a_writer_killed_while_caching_leaves_no_entry_and_its_temporary_is_removed_on_next_load(
+    tmp_path,
+):
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WHILE_CACHING.format(config=TINY), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    leftovers = [p.name for p in tmp_path.iterdir()]
+    assert len(leftovers) == 1 and leftovers[0].startswith("."), leftovers
+    assert leftovers[0].endswith(".tmp") and ".npz." in leftovers[0], leftovers  # no cache entry
+
+    dataset = load(TINY, cache_dir=tmp_path)
+    assert len(dataset.interactions) > 0
+    cached = list(tmp_path.glob("*.npz"))
+    assert [p.name for p in tmp_path.iterdir()] == [cached[0].name]
