@@ -19,6 +19,7 @@ from encoders.clip import ClipEncoder
 from encoders.contrastive import ContrastiveConfig, train_contrastive
 from ranking.data.catalog import Catalog
 from ranking.errors import ConfigError
+from simulations.tracking import epoch_callback
 
 log = logging.getLogger("tandem")
 
@@ -106,6 +107,7 @@ def _trained_tiny_clip(
         ContrastiveConfig(
             epochs=epochs, lr=lr, seed=seed, loss=str(cfg.get("loss", "clip")), progress=True
         ),
+        callback=epoch_callback("clip"),
     )
     log.info(
         "tiny CLIP trained on %d items: final loss %.4f",

@@ -20,6 +20,7 @@ from ranking.errors import ConfigError
 from ranking.evaluation import evaluate
 from ranking.recommender import SequenceRecommender
 from simulations.flower_sim import backend_from_cfg, simulate
+from simulations.tracking import epoch_callback
 
 log = logging.getLogger("tandem")
 
@@ -50,7 +51,7 @@ def central_reference(settings: FederatedSettings) -> dict[str, Any]:
     """The same model spec trained centrally on the same (non-held-out) users, evaluated the same way."""
     data = task_data(settings)
     model = SequenceRecommender.from_spec(settings.model.with_train(progress=False))
-    model.fit(data.train, validation=data.heldout)
+    model.fit(data.train, validation=data.heldout, callback=epoch_callback("l2_central"))
     result = evaluate(model, data.heldout, "test", ks=(10,))
     return {
         "round": "central",

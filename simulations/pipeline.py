@@ -37,8 +37,11 @@ from fl.task import task_data
 from ranking.data import Dataset
 from ranking.errors import ConfigError
 from ranking.evaluation import evaluate
+from ranking.hybrid import build_reranker
 from ranking.pipeline import TwoTierPipeline, latency_summary
 from ranking.recommender import load_recommender
+from ranking.rules import build_rule
+from ranking.rules.base import HardRule
 from ranking.storage import atomic_write_text
 from ranking.two_tower import TwoTowerRetriever, l1_recall
 from serving.bundle import export_bundle
@@ -46,7 +49,9 @@ from simulations.content import content_parts
 from simulations.federated import federated_settings
 from simulations.flower_sim import backend_from_cfg, simulate
 from simulations.report import print_table
-from simulations.rerank_eval import evaluate_rerankers
+from simulations.report_cli import write_run_report
+from simulations.rerank_eval import K, evaluate_rerankers
+from simulations.tracking import active_tracker, epoch_callback, hydra_identity
 
 log = logging.getLogger("tandem")
 
@@ -144,7 +149,7 @@ def trained_models(
         retriever.load(cache / "l1.pt")
         log.info("L1 two-tower reused from %s", cache)
     else:
-        retriever.fit(data.train)
+        retriever.fit(data.train, callback=epoch_callback("l1"))
         retriever.save(cache / "l1.pt")
         log.info("L1 two-tower trained and indexed in %.1fs", time.perf_counter() - t0)
     seconds["l1_train"] = time.perf_counter() - t0
@@ -161,10 +166,68 @@ def trained_models(
     return retriever
 
 
+def checked_rerankers(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
+    """``(every re-ranker spec, those compared, the hard rules)``, each built and checked before
+    anything trains: the bundle exports every ``rerankers.*``, the comparison runs those of
+    ``pipeline.compare_only`` (all when null) and every list is checked against
+    ``pipeline.hard_rules``.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key: ``rerankers.<name>``, ``pipeline.hard_rules[i]``,
+        ``pipeline.compare_only`` or ``objective.reranker``.
+    """
+    raw = cfg.get("rerankers")
+    specs = OmegaConf.to_container(raw, resolve=True) if raw else {}
+    if not isinstance(specs, dict):
+        raise ConfigError(f"rerankers must map names to re-ranker specs, got {specs!r}")
+    for name, spec in specs.items():
+        try:
+            build_reranker(spec).check(K)
+        except ConfigError as exc:
+            raise ConfigError(f"rerankers.{name}: {exc}") from exc
+    hard_rules = cfg.pipeline.get("hard_rules")
+    rules = OmegaConf.to_container(hard_rules, resolve=True) if hard_rules else []
+    if not isinstance(rules, list):
+        raise ConfigError(f"pipeline.hard_rules must be a list of rule specs, got {rules!r}")
+    for i, spec in enumerate(rules):
+        try:
+            rule = build_rule(spec)
+        except ConfigError as exc:
+            raise ConfigError(f"pipeline.hard_rules[{i}]: {exc}") from exc
+        if not isinstance(rule, HardRule):
+            raise ConfigError(
+                f"pipeline.hard_rules[{i}]: {rule.name!r} is not a hard rule (a filter or a cap)"
+            )
+    compared = specs
+    only = cfg.pipeline.get("compare_only")
+    if only:
+        if isinstance(only, str):
+            raise ConfigError(f"pipeline.compare_only must be a list of names, got {only!r}")
+        unknown = sorted(set(only) - set(specs))
+        if unknown:
+            raise ConfigError(
+                f"pipeline.compare_only names unknown re-rankers {unknown}; known: {sorted(specs)}"
+            )
+        compared = {name: specs[name] for name in only}
+    wanted = OmegaConf.select(cfg, "objective.reranker")
+    if wanted and wanted not in compared:
+        raise ConfigError(
+            f"objective.reranker={wanted!r} is not among the compared re-rankers "
+            f"{sorted(compared)} (rerankers.*, pipeline.compare_only)"
+        )
+    return {str(k): v for k, v in specs.items()}, compared, rules
+
+
 def run_pipeline(
     cfg: DictConfig, dataset: Dataset, data_path: Path | None, output_dir: Path | None
 ) -> list[dict[str, Any]]:
-    """Run the chain; prints three tables and writes ``metrics.json``; returns the accuracy rows."""
+    """Run the chain; prints its tables, writes ``metrics.json`` and (but in a sweep) the run's
+    ``report.md``; returns the accuracy rows.
+
+    The re-ranker specs and hard rules are checked first (:func:`checked_rerankers`): a bad
+    value fails before anything is trained."""
     if data_path is None:
         raise ConfigError(
             "mode=pipeline needs paths.cache_dir: simulated clients read the cached dataset file"
@@ -174,6 +237,7 @@ def run_pipeline(
             "mode=pipeline with encoder=none needs pipeline.l1.use_id=true: without content "
             "vectors the L1 item tower has only item IDs to learn from"
         )
+    all_specs, specs, hard_rules = checked_rerankers(cfg)
     output_dir = output_dir or Path(cfg.paths.cache_dir) / "pipeline-run"
     settings = federated_settings(cfg, data_path, output_dir / "fl")
     data = task_data(settings)
@@ -230,15 +294,6 @@ def run_pipeline(
     vectors, vector_space = diversity_vectors(parts, retriever)
     reranker_rows: list[dict[str, Any]] = []
     examples: dict[str, Any] = {}
-    specs = OmegaConf.to_container(cfg.get("rerankers") or {}, resolve=True)
-    only = cfg.pipeline.get("compare_only")
-    if only:
-        unknown = sorted(set(only) - set(specs))
-        if unknown:
-            raise ConfigError(
-                f"pipeline.compare_only names unknown re-rankers {unknown}; known: {sorted(specs)}"
-            )
-        specs = {name: specs[name] for name in only}
     if specs:
         t0 = time.perf_counter()
         reranker_rows, examples = evaluate_rerankers(
@@ -249,7 +304,7 @@ def run_pipeline(
             item_vectors=vectors,
             popularity=data.train.item_counts(),
             latency_requests=int(cfg.pipeline.latency_requests),
-            hard_rules=OmegaConf.to_container(cfg.pipeline.hard_rules, resolve=True),
+            hard_rules=hard_rules,
         )
         seconds["rerankers"] = time.perf_counter() - t0
 
@@ -321,7 +376,7 @@ def run_pipeline(
             l2_checkpoint=Path(settings.run_dir) / BEST_MODEL,
             catalog=dataset.catalog,
             popularity=data.train.item_counts(),
-            rerankers=OmegaConf.to_container(cfg.get("rerankers") or {}, resolve=True),
+            rerankers=all_specs,
             n_candidates=n_candidates,
             item_vectors=vectors,
             meta={"dataset": dataset.name, "seed": int(cfg.seed), "best_round": best["round"]},
@@ -329,4 +384,11 @@ def run_pipeline(
         result["bundle"] = str(bundle)
         print(f"serving bundle: {bundle}  (tandem-serve --bundle {bundle})")
     atomic_write_text(output_dir / "metrics.json", json.dumps(result, indent=2, default=float))
+    if hydra_identity()[0] is None:  # a sweep's jobs write none: tandem-report reads the sweep
+        report = write_run_report(output_dir)
+        if report is not None:
+            print(f"report: {report}  (figures beside it)")
+            tracker = active_tracker()
+            for figure in sorted(report.parent.glob("*.png")) if tracker else ():
+                tracker.log_image(f"report/{figure.stem}", figure)
     return rows + reranker_rows

@@ -1,11 +1,11 @@
 """Result tables: the one way runs, sweeps and benchmarks show rows of metrics.
 
-Also the sweep report behind ``tandem-report`` (figures and the command line live in
-:mod:`simulations.report_cli`): :func:`read_sweep` reads every job of a Hydra multirun directory
-(``metrics.json``, ``.hydra/overrides.yaml``, ``fl/rounds.jsonl``), :func:`summarize` aggregates
-each result over seeds (grouped by its name and by every swept override but ``seed``),
-:func:`dominates` compares two results on accuracy and diversity and :func:`pareto_front` keeps
-the undominated ones.
+Also the statistics of the sweep report behind ``tandem-report`` (reading the jobs lives in
+:mod:`simulations.report_jobs`, the Markdown and the command in :mod:`simulations.report_cli`,
+the figures in :mod:`simulations.report_figures`): :func:`summarize` aggregates each result over
+seeds (grouped by its name and by every swept override but ``seed``), :func:`dominates` compares
+two results on accuracy and diversity, :func:`pareto_front` keeps the undominated ones and
+:func:`latency_rows` gathers the p99 latency of every pipeline stage, per re-ranker.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from rich.console import Console
 from rich.table import Table
 
-from ranking.errors import DataError
+from simulations.report_jobs import Job, Result, Setting, setting_of, swept_keys
+from simulations.report_jobs import read_sweep as read_sweep  # re-exported: benchmarks read sweeps
+from simulations.report_jobs import skipped_rules as skipped_rules  # re-exported, as read_sweep
 
 
 def format_value(value: Any) -> str:
@@ -82,7 +83,7 @@ def write_results(
     atomic_write_text(path, json.dumps([*old, *rows], indent=2) + "\n")
 
 
-# --- sweep reports (``tandem-report``; Markdown, figures and command: simulations/report_cli.py) ---
+# --- sweep statistics (``tandem-report``: simulations/report_cli.py) ---
 
 ACCURACY = "ndcg@10"
 DIVERSITY = "ild@10"
@@ -101,37 +102,10 @@ METRIC_ORDER = (
     "p99_ms",
 )
 """Metric columns shown first, in this order (any other numeric result follows)."""
-NOT_METRICS = frozenset({"round", "users", "n_users", "seed"})
-METRICS_FILE = "metrics.json"
-OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
-ROUNDS_FILE = Path("fl") / "rounds.jsonl"
-
-
-Setting = tuple[tuple[str, str], ...]
-"""The swept overrides of a job or result, as ``((key, value), ...)``."""
-
-
-@dataclass(frozen=True)
-class Result:
-    """One result row of a job: a re-ranker (or system, or model) and its numeric metrics."""
-
-    name: str
-    method: str | None
-    metrics: dict[str, float]
-
-
-@dataclass
-class Job:
-    """One Hydra job directory of a sweep; ``error`` says why it has no results (it failed)."""
-
-    path: Path
-    overrides: dict[str, str]
-    results: list[Result] = field(default_factory=list)
-    latency: dict[str, float] = field(default_factory=dict)
-    rounds: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None
-    skipped_rules: dict[str, str] = field(default_factory=dict)
-    """Per re-ranker, the rules it skipped on this dataset and why (``metrics.json``)."""
+STAGES = ("l1", "l2", "rerank", "total")
+"""The stages of a request, in order (``<stage>_p99_ms`` in a job's ``latency``)."""
+TWO_TIER = "two-tier (no re-ranker)"
+"""The latency row of a job whose results are not re-rankers."""
 
 
 @dataclass
@@ -155,173 +129,6 @@ class Stat:
     def is_hybrid(self) -> bool:
         """Whether this is a hybrid re-ranker: any kind but the :data:`BASELINES`."""
         return self.kind.startswith("hybrid") or self.kind not in BASELINES
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _numbers(row: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in row.items() if _is_number(v) and k not in NOT_METRICS}
-
-
-def _numbered_rounds(rows: Any) -> list[dict[str, Any]]:
-    """The rows of a round list that carry a round number (not the ``"central"`` row)."""
-    if not isinstance(rows, list):
-        return []
-    return [r for r in rows if isinstance(r, dict) and _is_number(r.get("round"))]
-
-
-def result_rows(metrics: dict[str, Any], path: Path) -> list[Result]:
-    """The result rows of a parsed ``metrics.json``: its ``rerankers`` list, else ``results``
-    (rows named by ``system`` or ``model``), else the last round of ``rounds`` (federated mode)."""
-    for key, names in (
-        ("rerankers", ("reranker", "method", "system")),
-        ("results", ("system", "model")),
-    ):
-        rows = metrics.get(key)
-        if rows is None:
-            continue
-        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise DataError(
-                f"{key!r} must be a list of objects, got {type(rows).__name__}", path=path
-            )
-        out = []
-        for i, row in enumerate(rows):
-            name = next((row[k] for k in names if row.get(k) is not None), None)
-            if name is None:
-                raise DataError(
-                    f"{key}[{i}] names no result (no {' or '.join(names)} key)", path=path
-                )
-            method = row.get("method")
-            out.append(Result(str(name), None if method is None else str(method), _numbers(row)))
-        return out
-    rounds = _numbered_rounds(metrics.get("rounds"))
-    if rounds:
-        return [Result("federated L2 (last round)", None, _numbers(rounds[-1]))]
-    raise DataError("holds no 'rerankers', 'results' or 'rounds' list", path=path)
-
-
-def _text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from exc
-
-
-def _read_overrides(path: Path) -> dict[str, str]:
-    if not path.exists():
-        return {}
-    try:
-        items = yaml.safe_load(_text(path))
-    except yaml.YAMLError as exc:
-        raise DataError(f"not valid YAML: {exc}", path=path) from exc
-    if items is None:
-        return {}
-    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-        raise DataError("expected a list of Hydra overrides (key=value strings)", path=path)
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep and not key.startswith("~"):
-            raise DataError(f"override {item!r} is not key=value", path=path)
-        out[key.lstrip("+~")] = value if sep else "<deleted>"
-    return out
-
-
-def _read_rounds(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    rows = []
-    for lineno, line in enumerate(_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"not a JSON line: {exc.msg}", path=path, line=lineno) from exc
-    return _numbered_rounds(rows)
-
-
-def read_job(path: Path) -> Job:
-    """Read one job directory: ``.hydra/overrides.yaml``, ``metrics.json``, ``fl/rounds.jsonl``.
-
-    Raises
-    ------
-    DataError
-        When a file exists but is malformed (the message names the file).
-    """
-    job = Job(path, _read_overrides(path / OVERRIDES_FILE))
-    metrics_path = path / METRICS_FILE
-    if not metrics_path.exists():
-        job.error = f"no {METRICS_FILE} (the job failed or has not finished)"
-        return job
-    try:
-        metrics = json.loads(_text(metrics_path))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"not valid JSON: {exc.msg}", path=metrics_path, line=exc.lineno) from exc
-    if not isinstance(metrics, dict):
-        raise DataError(f"expected a JSON object, got {type(metrics).__name__}", path=metrics_path)
-    job.results = result_rows(metrics, metrics_path)
-    job.skipped_rules = {
-        str(row.get("reranker")): row["skipped_rules"]
-        for row in metrics.get("rerankers") or []
-        if isinstance(row, dict)
-        and isinstance(row.get("skipped_rules"), str)
-        and row["skipped_rules"]
-    }
-    latency = metrics.get("latency") or {}
-    job.latency = (
-        {k: float(v) for k, v in latency.items() if _is_number(v)}
-        if isinstance(latency, dict)
-        else {}
-    )
-    job.rounds = _read_rounds(path / ROUNDS_FILE) or _numbered_rounds(metrics.get("rounds"))
-    return job
-
-
-def _job_order(path: Path) -> tuple[int, str]:
-    return (int(path.name), str(path)) if path.name.isdigit() else (1 << 30, str(path))
-
-
-def skipped_rules(jobs: Sequence[Job]) -> dict[str, str]:
-    """``{re-ranker: the rules it skipped and why}`` over a sweep's jobs."""
-    return {name: why for job in jobs for name, why in job.skipped_rules.items()}
-
-
-def read_sweep(root: Path) -> list[Job]:
-    """Every job under a Hydra multirun directory (or the one job of a single-run directory)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError("is not a directory (expected a Hydra multirun directory)", path=root)
-    dirs = {p.parent.parent for p in root.rglob(str(OVERRIDES_FILE))}
-    for path in root.rglob(METRICS_FILE):  # a job directory without .hydra (not one inside a job)
-        hidden = any(part.startswith(".") for part in path.relative_to(root).parts[:-1])
-        if not hidden and not any(d in path.parents for d in dirs):
-            dirs.add(path.parent)
-    if not dirs:
-        raise DataError(
-            f"holds no Hydra job (no {OVERRIDES_FILE} or {METRICS_FILE} below it)", path=root
-        )
-    return [read_job(d) for d in sorted(dirs, key=_job_order)]
-
-
-def swept_keys(jobs: Sequence[Job], ignore: Sequence[str] = ("seed",)) -> list[str]:
-    """The overrides whose value differs between jobs, but ``ignore`` (the seeds)."""
-    keys = list(dict.fromkeys(k for j in jobs for k in j.overrides if k not in ignore))
-    return [k for k in keys if len({j.overrides.get(k) for j in jobs}) > 1]
-
-
-def fixed_overrides(jobs: Sequence[Job], ignore: Sequence[str] = ("seed",)) -> dict[str, str]:
-    """The overrides every job shares (the sweep's fixed settings)."""
-    swept = set(swept_keys(jobs, ignore))
-    keys = dict.fromkeys(k for j in jobs for k in j.overrides if k not in ignore and k not in swept)
-    return {k: jobs[0].overrides[k] for k in keys}
-
-
-def setting_of(job: Job, keys: Sequence[str]) -> Setting:
-    """The job's values of the swept ``keys`` (``""`` where the job does not set one)."""
-    return tuple((k, job.overrides.get(k, "")) for k in keys)
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
@@ -403,12 +210,53 @@ def setting_label(setting: Setting) -> str:
     return ", ".join(f"{k}={v}" for k, v in setting) or "all jobs"
 
 
-def latency_rows(jobs: Sequence[Job], keys: Sequence[str]) -> dict[Setting, dict[str, list[float]]]:
-    """p99 milliseconds per stage (``<stage>_p99_ms`` of each job's ``latency``), per setting."""
-    out: dict[Setting, dict[str, list[float]]] = {}
+LatencyKey = tuple[Setting, str]
+"""A row of the latency table: a swept setting and a re-ranker (or :data:`TWO_TIER`)."""
+
+
+def _stage_latency(job: Job, result: Result | None) -> dict[str, float]:
+    """p99 milliseconds per stage of one row: L1 and L2 as the job's two-tier requests timed
+    them, the re-rank stage and the whole request as ``result``'s own requests timed them."""
+    timed = {s: job.latency[f"{s}_p99_ms"] for s in STAGES if f"{s}_p99_ms" in job.latency}
+    if result is None:
+        timed.pop("rerank", None)  # a pipeline without a third stage
+    else:
+        timed["rerank"] = result.metrics["rerank_p99_ms"]
+        if "p99_ms" in result.metrics:
+            timed["total"] = result.metrics["p99_ms"]
+    return {s: timed[s] for s in STAGES if s in timed}
+
+
+def latency_rows(
+    jobs: Sequence[Job], keys: Sequence[str]
+) -> dict[LatencyKey, dict[str, list[float]]]:
+    """p99 milliseconds per stage, one row per (swept setting, re-ranker), a list over seeds.
+
+    A job whose results time a re-rank stage (``rerank_p99_ms``, as every re-ranker row of a
+    pipeline run does) gives one row per re-ranker: its own re-rank and total p99 next to the
+    job's L1 and L2 p99 (the re-rankers share those stages). Any other job with a ``latency``
+    gives one :data:`TWO_TIER` row of its L1, L2 and total p99.
+    """
+    out: dict[LatencyKey, dict[str, list[float]]] = {}
     for job in jobs:
-        for key, value in job.latency.items():
-            if key.endswith("_p99_ms"):
-                stages = out.setdefault(setting_of(job, keys), {})
-                stages.setdefault(key.removesuffix("_p99_ms"), []).append(value)
+        setting = setting_of(job, keys)
+        timed = [r for r in job.results if "rerank_p99_ms" in r.metrics]
+        rows = [(r.name, _stage_latency(job, r)) for r in timed]
+        if not rows and job.latency:
+            rows = [(TWO_TIER, _stage_latency(job, None))]
+        for name, stages in rows:
+            row = out.setdefault((setting, name), {})
+            for stage, value in stages.items():
+                row.setdefault(stage, []).append(value)
     return out
+
+
+def latency_label(key: LatencyKey) -> str:
+    """``"re-ranker"``, or ``"re-ranker (key=value, ...)"`` when a setting was swept."""
+    setting, name = key
+    return f"{name} ({setting_label(setting)})" if setting else name
+
+
+def latency_stages(table: dict[LatencyKey, dict[str, list[float]]]) -> list[str]:
+    """The stages of :func:`latency_rows` that any row has, in request order."""
+    return [s for s in STAGES if any(s in row for row in table.values())]

@@ -6,58 +6,61 @@ the multirun directory itself):
 * ``report.md``: every result (re-ranker, system or model) as mean ± std over seeds with the
   95% CI half-width (t-distribution), grouped by every swept override but ``seed``; the
   accuracy-diversity Pareto front and, for each hybrid re-ranker, the baselines it dominates
-  (:func:`simulations.report.dominates`); p99 latency per stage; failed jobs;
+  (:func:`simulations.report.dominates`); the rules skipped on the dataset; why these items (a
+  few jobs' example lists: each item's L1 rank, L2 score and the rules that acted on it); p99
+  latency per stage and re-ranker; failed jobs;
 * ``frontier.png``: NDCG@10 against ILD@10, one point per re-ranker with 95% CI bars, the
   Pareto-optimal ones ringed and connected (one figure per swept setting);
-* ``latency.png``: p99 milliseconds per pipeline stage;
+* ``latency.png``: p99 milliseconds per pipeline stage, one bar per re-ranker;
 * ``rounds.png``: validation and test NDCG@10 per federated round (from ``fl/rounds.jsonl``).
 
-A figure whose data no job has is left out. Figures are drawn with matplotlib's Agg backend
-(no display needed).
+A figure whose data no job has is left out (:mod:`simulations.report_figures` draws them). A
+single run's directory makes a one-run report: every ``mode=pipeline`` run but a sweep's
+jobs writes one (:func:`write_run_report`).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import math
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING
-
-import numpy as np
 
 from ranking.errors import DataError, TandemError
-from ranking.storage import atomic_path, atomic_write_text
+from ranking.storage import atomic_write_text
 from simulations.report import (
     ACCURACY,
     BASELINES,
     DIVERSITY,
     METRIC_ORDER,
-    Job,
-    Setting,
     Stat,
     by_setting,
     dominates,
-    fixed_overrides,
     format_value,
+    latency_label,
     latency_rows,
+    latency_stages,
     mean_ci,
     pareto_front,
     print_table,
-    read_sweep,
     setting_label,
+    summarize,
+)
+from simulations.report_figures import plot_frontier, plot_latency, plot_rounds
+from simulations.report_jobs import (
+    Job,
+    fixed_overrides,
+    read_sweep,
     setting_of,
     skipped_rules,
-    summarize,
     swept_keys,
 )
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
 REPORT = "report.md"
+log = logging.getLogger("tandem")
 
 
 # --- Markdown ---
@@ -115,9 +118,10 @@ def render_markdown(
     )
     fixed = " ".join(f"`{k}={v}`" for k, v in fixed_overrides(jobs, ignore).items()) or "none"
     lines = [
-        f"# Sweep report: `{root}`",
+        f"# {'Sweep report' if len(jobs) > 1 else 'Run report'}: `{root}`",
         "",
-        f"{len(jobs)} jobs ({len(jobs) - len(failed)} finished, {len(failed)} failed); "
+        f"{len(jobs)} job{'s' if len(jobs) != 1 else ''} ({len(jobs) - len(failed)} finished, "
+        f"{len(failed)} failed); "
         f"{'/'.join(ignore)}: {', '.join(seeds) or 'not swept'}; "
         f"swept: {', '.join(keys) or 'nothing'}; fixed overrides: {fixed}.",
         "",
@@ -145,6 +149,7 @@ def render_markdown(
         ]
         lines += _dominance_section(stats)
     lines += _skipped_section(jobs)
+    lines += _explanations_section(jobs, keys, root)
     lines += _latency_section(jobs, keys)
     if figures:
         lines += ["## Figures", ""]
@@ -201,155 +206,82 @@ def _latency_section(jobs: Sequence[Job], keys: Sequence[str]) -> list[str]:
     table = latency_rows(jobs, keys)
     if not table:
         return []
-    stages = list(dict.fromkeys(s for values in table.values() for s in values))
+    stages = latency_stages(table)
     rows = []
-    for setting, values in table.items():
+    for key, values in table.items():
         cells = []
         for stage in stages:
-            mean, std, _ = mean_ci(values.get(stage, []))
-            cells.append("" if math.isnan(mean) else f"{format_value(mean)} ± {format_value(std)}")
-        rows.append([setting_label(setting), *cells])
+            seeds = values.get(stage, [])
+            mean, std, _ = mean_ci(seeds)
+            spread = f" ± {format_value(std)}" if len(seeds) > 1 else ""
+            cells.append("" if math.isnan(mean) else f"{format_value(mean)}{spread}")
+        rows.append([latency_label(key), *cells])
     return [
         "## Latency",
         "",
-        "p99 milliseconds per stage (mean ± std over seeds).",
+        "p99 milliseconds per stage of single requests (mean ± std over seeds, if several). "
+        "Each re-ranker's re-rank stage and whole request are timed on its own requests; L1 "
+        "and L2 are the job's two-tier requests, shared by every re-ranker.",
         "",
-        *_md_table(["setting", *stages], rows),
+        *_md_table(["re-ranker", *stages], rows),
     ]
 
 
-# --- figures ---
+EXAMPLE_LISTS = 3
+"""How many jobs' example lists the report shows."""
+_LISTED = re.compile(r"#(\d+) item (-?\d+): (.*)")
 
 
-def _pyplot() -> ModuleType:
-    """``matplotlib.pyplot`` on the Agg backend (imported only when a figure is drawn)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Figure, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    _pyplot().close(fig)
+def explanation_row(line: str) -> list[str]:
+    """``[position, item, L1 rank, L2 score, score and rules]`` of one explanation line
+    (``"#0 item 12: L1 rank 3; L2 0.51; score ...; mmr: chosen over item 5 (...)"``); a line of
+    another shape lands whole in the last cell."""
+    match = _LISTED.fullmatch(line.strip())
+    if match is None:
+        return ["", "", "", "", line]
+    position, item, rest = match.groups()
+    parts = rest.split("; ")
+    l1 = parts.pop(0).removeprefix("L1 rank ") if parts else ""
+    l2 = parts.pop(0).removeprefix("L2 ") if parts and parts[0].startswith("L2 ") else ""
+    return [position, item, l1, l2, "; ".join(parts)]
 
 
-def plot_frontier(stats: Sequence[Stat], path: Path, title: str) -> bool:
-    """NDCG@10 against ILD@10 of one setting's results; ``False`` (nothing drawn) without data."""
-    points = [s for s in stats if ACCURACY in s.mean and DIVERSITY in s.mean]
-    if not points:
-        return False
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
-
-    def err(s: Stat, m: str) -> float:
-        return s.ci[m] if math.isfinite(s.ci.get(m, math.nan)) else 0.0
-
-    for s in points:
-        ax.errorbar(
-            s.mean[DIVERSITY],
-            s.mean[ACCURACY],
-            xerr=err(s, DIVERSITY),
-            yerr=err(s, ACCURACY),
-            fmt="o" if s.is_hybrid else "s",
-            capsize=3,
-            label=f"{s.name} ({'hybrid' if s.is_hybrid else 'baseline'})",
-        )
-    front = sorted(pareto_front(points), key=lambda s: s.mean[DIVERSITY])
-    ax.plot(
-        [s.mean[DIVERSITY] for s in front],
-        [s.mean[ACCURACY] for s in front],
-        "k--",
-        lw=1,
-        label="Pareto front",
-    )
-    ax.scatter(
-        [s.mean[DIVERSITY] for s in front],
-        [s.mean[ACCURACY] for s in front],
-        s=160,
-        facecolors="none",
-        edgecolors="k",
-    )
-    ax.set_xlabel(f"{DIVERSITY} (intra-list diversity)")
-    ax.set_ylabel(ACCURACY)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    _save(fig, path)
-    return True
+def _explanations_section(jobs: Sequence[Job], keys: Sequence[str], root: Path) -> list[str]:
+    """A few jobs' example lists: why each item is in a hybrid re-ranker's top items."""
+    examples = [j for j in jobs if j.explanations.get("lines")][:EXAMPLE_LISTS]
+    if not examples:
+        return []
+    lines = [
+        "## Why these items",
+        "",
+        "The top items of a hybrid re-ranker for one held-out user (from each job's "
+        "`metrics.json`): each item's L1 rank, L2 score, final score and the rules that acted "
+        "on it (boosts with their contribution, pins, diversifiers). Filters and caps act on the "
+        "items they took out, which are not listed.",
+        "",
+    ]
+    for job in examples:
+        where = job.path.relative_to(root) if job.path != root else job.path.name
+        labels = [setting_label(setting_of(job, keys))] if keys else []
+        labels += [f"seed={job.overrides['seed']}"] if "seed" in job.overrides else []
+        history = job.explanations.get("history")
+        user = f", a held-out user whose last items are {history}" if history else ""
+        name = job.explanations.get("reranker", "?")
+        lines += [f"**`{name}`** (job `{where}`{''.join(f', {x}' for x in labels)}){user}:", ""]
+        header = ["#", "item", "L1 rank", "L2 score", "score and rules"]
+        lines += _md_table(header, [explanation_row(t) for t in job.explanations["lines"]])
+    return lines
 
 
-def plot_latency(jobs: Sequence[Job], keys: Sequence[str], path: Path) -> bool:
-    """Bars of p99 milliseconds per stage, one bar group per setting (std as error bars)."""
-    table = latency_rows(jobs, keys)
-    if not table:
-        return False
-    plt = _pyplot()
-    stages = list(dict.fromkeys(s for values in table.values() for s in values))
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    width = 0.8 / len(table)
-    for i, (setting, values) in enumerate(table.items()):
-        stats = [mean_ci(values.get(stage, [])) for stage in stages]
-        ax.bar(
-            np.arange(len(stages)) + i * width,
-            [m for m, _, _ in stats],
-            width,
-            yerr=[s for _, s, _ in stats],
-            capsize=3,
-            label=setting_label(setting),
-        )
-    ax.set_xticks(np.arange(len(stages)) + width * (len(table) - 1) / 2, stages)
-    ax.set_ylabel("p99 latency (ms)")
-    ax.set_title("latency per stage (p99 of single requests)")
-    if len(table) > 1:
-        ax.legend(fontsize=7)
-    _save(fig, path)
-    return True
-
-
-def plot_rounds(jobs: Sequence[Job], keys: Sequence[str], path: Path) -> bool:
-    """Test and validation NDCG@10 per federated round, mean over seeds (std band), per setting."""
-    series: dict[Setting, dict[str, dict[int, list[float]]]] = {}
-    for job in jobs:
-        for row in job.rounds:
-            for metric in (ACCURACY, f"val_{ACCURACY}"):
-                if isinstance(row.get(metric), int | float):
-                    per_round = series.setdefault(setting_of(job, keys), {}).setdefault(metric, {})
-                    per_round.setdefault(int(row["round"]), []).append(float(row[metric]))
-    if not series:
-        return False
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for setting, metrics in series.items():
-        for metric, per_round in metrics.items():
-            rounds = sorted(per_round)
-            mean = np.array([np.mean(per_round[r]) for r in rounds])
-            std = np.array([np.std(per_round[r]) for r in rounds])
-            label = f"{'validation' if metric.startswith('val_') else 'test'} {ACCURACY}"
-            if len(series) > 1:
-                label += f" ({setting_label(setting)})"
-            style = "--" if metric.startswith("val_") else "-"
-            (line,) = ax.plot(rounds, mean, style, label=label)
-            ax.fill_between(rounds, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_xlabel("federated round")
-    ax.set_ylabel(ACCURACY)
-    ax.set_title("federated L2 per round (held-out users)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    _save(fig, path)
-    return True
-
-
-# --- the command ---
-
-
-def make_report(root: Path, out: Path | None = None, ignore: Sequence[str] = ("seed",)) -> Path:
+def make_report(
+    root: Path,
+    out: Path | None = None,
+    ignore: Sequence[str] = ("seed",),
+    *,
+    show_table: bool = True,
+) -> Path:
     """Write ``report.md`` and its figures for the sweep in ``root`` into ``out`` (default
-    ``root``); returns the report's path.
+    ``root``); returns the report's path. ``show_table`` also prints the means on stdout.
 
     Raises
     ------
@@ -359,6 +291,7 @@ def make_report(root: Path, out: Path | None = None, ignore: Sequence[str] = ("s
     """
     root = Path(root)
     out = Path(out) if out is not None else root
+    out.mkdir(parents=True, exist_ok=True)
     jobs = read_sweep(root)
     stats = summarize(jobs, ignore)
     keys = swept_keys(jobs, ignore)
@@ -377,10 +310,22 @@ def make_report(root: Path, out: Path | None = None, ignore: Sequence[str] = ("s
     atomic_write_text(report, render_markdown(root, jobs, stats, figures, ignore))
     if not stats:
         raise DataError(f"no job finished; {report} lists the failed ones", path=root)
-    columns = ["result", *keys, "n", *metric_columns(stats)[:6]]
-    rows = [{"result": s.name, **dict(s.setting), "n": s.n, **s.mean} for s in stats]
-    print_table(f"{root}: mean over seeds", rows, columns)
+    if show_table:
+        columns = ["result", *keys, "n", *metric_columns(stats)[:6]]
+        rows = [{"result": s.name, **dict(s.setting), "n": s.n, **s.mean} for s in stats]
+        print_table(f"{root}: mean over seeds", rows, columns)
     return report
+
+
+def write_run_report(output_dir: Path) -> Path | None:
+    """A one-run report: :func:`make_report` of ``output_dir`` into itself, its table not
+    printed (the run printed its own). ``None`` when it cannot be written: the failure is
+    logged, and the run it reports on stands."""
+    try:
+        return make_report(output_dir, output_dir, show_table=False)
+    except (TandemError, OSError) as exc:
+        log.warning("no report written for %s: %s", output_dir, exc)
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

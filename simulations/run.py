@@ -39,7 +39,7 @@ from simulations.console import route_third_party_logs
 from simulations.content import content_vectors
 from simulations.datasets.loader import load_with_path
 from simulations.report import print_table
-from simulations.tracking import Tracker, hydra_identity
+from simulations.tracking import Tracker, epoch_callback, hydra_identity
 
 log = logging.getLogger("tandem")
 
@@ -77,8 +77,12 @@ def build_model(model_cfg: DictConfig, name: str, content: np.ndarray | None = N
 
 def fit_model(model: Any, split: Split) -> Any:
     """Fit on the training split; models that early-stop also get the split for validation."""
-    if "validation" in inspect.signature(model.fit).parameters:
-        return model.fit(split.train, validation=split)
+    parameters = inspect.signature(model.fit).parameters
+    if "validation" in parameters:
+        extra = {}
+        if "callback" in parameters:  # per-epoch losses to W&B, when a tracker is open
+            extra["callback"] = epoch_callback(f"l2/{getattr(model, 'kind', type(model).__name__)}")
+        return model.fit(split.train, validation=split, **extra)
     return model.fit(split.train)
 
 
@@ -244,6 +248,18 @@ FEDERATED_COLUMNS = [
     "bytes_up",
     "seconds",
 ]
+"""The columns of the federated table (:func:`federated_columns` adds the optional ones)."""
+
+
+def federated_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """:data:`FEDERATED_COLUMNS`, with ``epsilon`` (the privacy spent so far) when DP ran (a round
+    carries it) and ``best_epoch`` when the central reference ran (its row comes last)."""
+    columns = list(FEDERATED_COLUMNS)
+    if any("epsilon" in row for row in rows):
+        columns.insert(columns.index("bytes_up"), "epsilon")
+    if rows and rows[-1].get("round") == "central":
+        columns.append("best_epoch")
+    return columns
 
 
 def run_federated_mode(
@@ -264,7 +280,7 @@ def run_federated_mode(
         f"federated {cfg.model.get('kind', 'model')} on {dataset.name} ({summary['users']} users, "
         f"{summary['items']} items): {cfg.fl.strategy.name}, {cfg.fl.partition}, held-out users, test",
         rows,
-        columns=FEDERATED_COLUMNS + (["best_epoch"] if rows[-1].get("round") == "central" else []),
+        columns=federated_columns(rows),
     )
     result = {
         "config": OmegaConf.to_container(cfg, resolve=True),

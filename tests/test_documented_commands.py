@@ -28,6 +28,7 @@ from serving.config import DEFAULT_CONFIG as SERVING_CONFIG
 from serving.config import load_service_config
 from simulations.report_cli import main as report_main
 from simulations.run import run
+from tests.simulations.sweep_report_checks import assert_reranker_sweep_report
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = str(REPO / "conf")
@@ -180,6 +181,8 @@ def test_documented_sweep_runs_every_job(sweep, tmp_path):
     jobs = sorted((tmp_path / "sweep").glob("*/metrics.json"))
     assert len(jobs) == n_jobs >= 2
     report_documented_sweep(tmp_path / "sweep", tmp_path)
+    if "experiment=rerankers" in sweep and [a for a in sweep if "," in a] == ["seed=0,1"]:
+        assert_reranker_sweep_report(tmp_path / "sweep", tmp_path / "checked-report")
 
 
 # ---- tandem-report and tandem-serve ------------------------------------------------------------

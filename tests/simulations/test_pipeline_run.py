@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 
 from ranking.errors import ConfigError
 from serving.bundle import load_bundle
+from simulations.report import format_value
 from simulations.run import run
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
@@ -77,12 +78,58 @@ def test_pipeline_run_reports_every_tier(tmp_path, capsys):
     assert all(0 <= r["ild@10"] <= 2 and r["p99_ms"] > 0 for r in rerankers)
     assert saved["explanations"]["lines"] and "L1 rank" in saved["explanations"]["lines"][0]
     assert "re-rankers on the federated L2" in out
+    # the run ends with its one-run report: a row and a latency row per re-ranker, examples, figures
+    report = (tmp_path / "report.md").read_text()
+    assert f"report: {tmp_path / 'report.md'}" in out
+    latency = report.split("## Latency", 1)[1].split("\n## ", 1)[0]
+    for name in by_name:
+        assert f"| {name} | {by_name[name]['method']} | 1 |" in report
+        rerank = report_cells(latency, name)[2]  # this re-ranker's own re-rank p99 (one seed)
+        assert rerank == format_value(by_name[name]["rerank_p99_ms"])
+    assert "## Why these items" in report and "| # | item | L1 rank | L2 score |" in report
+    assert (tmp_path / "latency.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "frontier.png").exists() and (tmp_path / "rounds.png").exists()
     # the run's serving bundle answers a held-out-style request with the pipeline it evaluated
     bundle = load_bundle(saved["bundle"])
     assert sorted(bundle.rerankers) == sorted(by_name)
     served = bundle.pipeline_for("neural").recommend(np.array([0, 1, 2]), k=10)
     direct = bundle.pipeline.recommend(np.array([0, 1, 2]), k=10)
     assert list(served.items) == list(direct.items) and len(served.items) == 10
+
+
+def report_cells(table: str, name: str) -> list[str]:
+    """The cells after the name of ``name``'s row in a Markdown table."""
+    line = next(row for row in table.splitlines() if row.startswith(f"| {name} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")][1:]
+
+
+BAD_RERANKING = [
+    ("rerankers.blend.weights.l2=abc", r"rerankers\.blend: .*must be a finite number"),
+    ("rerankers.cascade.top_n=3", r"rerankers\.cascade: .*top_n 3 is below k=10"),
+    ("rerankers.blend_mmr.rules=[{name:nope}]", r"rerankers\.blend_mmr: unknown rule 'nope'"),
+    ("pipeline.hard_rules=[{name:popularity}]", r"pipeline\.hard_rules\[0\]: .*not a hard rule"),
+    ("pipeline.compare_only=[neural,nope]", r"pipeline\.compare_only names unknown .*'nope'"),
+    ("objective.reranker=blend", r"objective\.reranker='blend' is not among the compared"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), BAD_RERANKING, ids=[o for o, _ in BAD_RERANKING])
+def test_a_bad_reranking_value_fails_before_anything_is_trained(
+    override, message, tmp_path, monkeypatch
+):
+    import simulations.pipeline as pipeline_mode
+
+    def trains(*args, **kwargs):
+        raise AssertionError("a model was trained before the re-ranking config was checked")
+
+    for name in ("content_parts", "simulate"):
+        monkeypatch.setattr(pipeline_mode, name, trains)
+    monkeypatch.setattr(pipeline_mode.TwoTowerRetriever, "fit", trains)
+    only = ["pipeline.compare_only=[neural,rules]"] if override.startswith("objective") else []
+    cfg = composed(*SMALL_CHAIN, *only, override, f"paths.cache_dir={tmp_path / 'cache'}")
+    with pytest.raises(ConfigError, match=message):
+        run(cfg, output_dir=tmp_path / "out")
+    assert not (tmp_path / "cache" / "trained").exists() and not (tmp_path / "out").exists()
 
 
 def test_pipeline_without_an_encoder_needs_id_vectors(tmp_path):

@@ -23,6 +23,19 @@ SCORES = {
     "blend_mmr": [(0.31, 0.45), (0.29, 0.47)],
 }
 METHODS = {"neural": "neural", "rules": "rules", "blend_mmr": "hybrid"}
+RERANK_MS = {"neural": 0.0, "rules": 0.5, "blend_mmr": 2.0}
+"""Each re-ranker's own p99 of the re-rank stage (seed 0; seed 1 adds 1 ms)."""
+EXPLANATIONS = {
+    "reranker": "blend_mmr",
+    "history": [4, 8, 15],
+    "lines": [
+        "#0 item 42: L1 rank 3; L2 0.512; score 0.61 = l2 0.5 + popularity 0.11 (0.55x0.2)",
+        "#1 item 7: L1 rank 0; L2 0.9; score 0.9; score rank 0; "
+        "mmr: chosen over item 5 (similarity 0.8)",
+        "#2 item 99: not an L1 candidate; score n/a; pin: pinned at position 2",
+    ],
+    "skipped": {},
+}
 
 
 def write_job(
@@ -46,7 +59,8 @@ def pipeline_metrics(seed: int) -> dict[str, Any]:
             "hr@10": 0.5,
             "ild@10": s[seed][1],
             "violations": 0,
-            "p99_ms": 1.0 + seed,
+            "rerank_p99_ms": RERANK_MS[name] + seed,
+            "p99_ms": 7.0 + RERANK_MS[name] + seed,
             "skipped_rules": "freshness: no created_at" if name == "blend_mmr" else "",
         }
         for name, s in SCORES.items()
@@ -56,7 +70,13 @@ def pipeline_metrics(seed: int) -> dict[str, Any]:
         "dataset": {"users": 10},
         "results": [{"system": "two-tier (L1 top 100 -> L2)", "ndcg@10": 0.3}],
         "rerankers": rerankers,
-        "latency": {"l1_p99_ms": 2.0 + seed, "l2_p99_ms": 4.0, "total_p99_ms": 7.0},
+        "latency": {
+            "l1_p99_ms": 2.0 + seed,
+            "l2_p99_ms": 4.0,
+            "rerank_p99_ms": 0.0,  # the two-tier requests have no third stage
+            "total_p99_ms": 7.0,
+        },
+        "explanations": EXPLANATIONS if seed == 0 else {},
     }
 
 
@@ -104,12 +124,44 @@ def test_report_has_means_over_seeds_figures_and_dominance(sweep, tmp_path):
     # a rule that the dataset could not support is named, with its reason, for its re-ranker only
     skipped = report.split("## Rules skipped on this dataset", 1)[1].split("##", 1)[0]
     assert skipped.strip() == "- `blend_mmr`: freshness: no created_at"
-    # p99 per stage: l1, l2, total
-    assert "| all jobs | 2.5000 ± 0.7071 | 4.0000 ± 0 | 7.0000 ± 0 |" in report
+    # p99 per stage and re-ranker: L1 and L2 shared, each re-ranker's own re-rank stage and total
+    latency = report.split("## Latency", 1)[1].split("##", 1)[0]
+    assert "| re-ranker | l1 | l2 | rerank | total |" in latency
+    assert (
+        "| neural | 2.5000 ± 0.7071 | 4.0000 ± 0 | 0.5000 ± 0.7071 | 7.5000 ± 0.7071 |" in latency
+    )
+    assert "| blend_mmr | 2.5000 ± 0.7071 | 4.0000 ± 0 | 2.5000 ± 0.7071 | 9.5000 ± 0.7071 |" in (
+        latency
+    )
+    assert "| two-tier" not in latency  # re-rankers were timed: no row without a re-rank stage
+    # why these items: the job's example list, one row per item with its L1 rank and L2 score
+    why = report.split("## Why these items", 1)[1].split("\n## ", 1)[0]
+    assert "**`blend_mmr`** (job `0`, seed=0), a held-out user whose last items" in why
+    assert "| 0 | 42 | 3 | 0.512 | score 0.61 = l2 0.5 + popularity 0.11 (0.55x0.2) |" in why
+    assert "| 1 | 7 | 0 | 0.9 | score 0.9; score rank 0; mmr: chosen over item 5" in why
+    assert "| 2 | 99 | not an L1 candidate |  | score n/a; pin: pinned at position 2 |" in why
     for name in ("frontier.png", "latency.png", "rounds.png"):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC
         assert f"]({name})" in report
     assert not (sweep / "report.md").exists()
+
+
+def test_a_run_without_rerankers_shows_its_two_tier_latency_without_a_rerank_stage(tmp_path):
+    metrics = pipeline_metrics(0)
+    del metrics["rerankers"], metrics["explanations"]
+    write_job(tmp_path / "0", ["seed=0"], metrics)
+    report = make_report(tmp_path, show_table=False).read_text()
+    assert "| re-ranker | l1 | l2 | total |" in report  # no third stage ran: no "rerank 0"
+    assert "| two-tier (no re-ranker) | 2.0000 | 4.0000 | 7.0000 |" in report
+    assert "## Why these items" not in report
+    assert "# Run report" in report and "1 job (1 finished, 0 failed)" in report
+
+
+def test_malformed_explanations_are_a_data_error_naming_the_file(sweep):
+    bad = sweep / "0" / "metrics.json"
+    bad.write_text(json.dumps(pipeline_metrics(0) | {"explanations": {"lines": [1, 2]}}))
+    with pytest.raises(DataError, match=r"0/metrics\.json.*'explanations' must be an object"):
+        read_sweep(sweep)
 
 
 def test_summaries_group_by_swept_overrides_and_fall_back_to_results(tmp_path):
