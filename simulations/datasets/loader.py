@@ -8,9 +8,10 @@ modification time of every source file, so editing a source file or a setting in
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,23 @@ PATH_ARGUMENTS = ("path", "directory", "items_path")
 """Reader keyword arguments that name source files or folders (fingerprinted for the cache key)."""
 
 
-def resolve_reader(target: str) -> Callable[..., Dataset]:
-    """The reader function named by a dotted path."""
-    from hydra.utils import get_method
+def resolve_reader(config: Mapping[str, Any]) -> functools.partial:
+    """The reader named by the config's ``_target_``, bound to its settings, not yet called:
+    Hydra's ``instantiate(..., _partial_=True)``, so that the cache is consulted first."""
+    from hydra.utils import instantiate
 
+    target = config["_target_"]
     try:
-        return get_method(target)
+        reader = instantiate(dict(config), _partial_=True, _convert_="all")
     except Exception as exc:  # hydra raises several types here
         raise ConfigError(f"dataset reader {target!r} cannot be imported: {exc}") from exc
+    try:
+        inspect.signature(reader.func).bind(*reader.args, **reader.keywords)
+    except TypeError as exc:
+        raise ConfigError(
+            f"dataset reader {target!r} rejected its settings {sorted(reader.keywords)}: {exc}"
+        ) from exc
+    return reader
 
 
 def source_fingerprint(kwargs: Mapping[str, Any]) -> list[tuple[str, int, int]]:
@@ -100,7 +110,6 @@ def load_with_path(
     target = config.get("_target_")
     if not target:
         raise ConfigError("dataset config needs a '_target_' naming its reader function")
-    kwargs = {k: v for k, v in config.items() if k != "_target_"}
     cache_path = None
     if cache_dir is not None:
         name = str(target).rsplit(".", 1)[-1]
@@ -108,14 +117,7 @@ def load_with_path(
         if cache_path.exists():
             log.info("dataset cache hit: %s", cache_path)
             return load_dataset(cache_path), cache_path
-    reader = resolve_reader(str(target))
-    try:
-        inspect.signature(reader).bind(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(
-            f"dataset reader {target!r} rejected its settings {sorted(kwargs)}: {exc}"
-        ) from exc
-    dataset = reader(**kwargs)
+    dataset = resolve_reader(config)()
     dataset = apply_filters(dataset, filters)
     if cache_path is not None:
         save_dataset(dataset, cache_path)
