@@ -165,3 +165,49 @@ def test_sasrec_run_trains_with_early_stopping_and_beats_popularity(tmp_path):
     rows = run(cfg)
     assert [r["model"] for r in rows] == ["sasrec", "MostPopular"]
     assert rows[0]["ndcg@10"] > rows[1]["ndcg@10"]
+
+
+THIRD_PARTY_NOISE = (
+    "INFO :",  # Flower's log lines
+    "WARNING :",
+    "DEPRECATED",
+    "Deprecat",
+    "FutureWarning",
+    "Could not load library with AVX",  # faiss's loader notice
+    "ray.",
+    "Started a local Ray instance",
+)
+
+
+def test_a_federated_run_prints_only_tandems_lines_and_logs_the_rest(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "simulations.run",
+            "mode=federated",
+            "encoder=none",
+            "dataset.n_items=150",
+            "dataset.n_users=120",
+            "fl.num_rounds=2",
+            "fl.partition=users_per_client",
+            "fl.users_per_client=27",
+            "fl.fraction_train=1.0",
+            "fl.heldout_fraction=0.2",
+            f"paths.cache_dir={tmp_path}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    console = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    noisy = [line for line in console if any(n in line for n in THIRD_PARTY_NOISE)]
+    assert noisy == [], noisy[:5]
+    assert len(console) <= 60, console
+    rounds = [line for line in console if re.match(r"^\W\s+[12]\s+\W", line)]  # table rows
+    assert len(rounds) == 2 and not any(re.search(r"\d\.\d{5,}", r) for r in rounds), rounds
+    log = (tmp_path / "run" / "run.log").read_text()
+    assert "flwr" in log or "INFO :" in log  # Flower's lines went to the run's log, not nowhere
