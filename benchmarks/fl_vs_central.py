@@ -137,6 +137,10 @@ def describe(settings: FederatedSettings, n_clients: int) -> str:
         )
     if settings.drop_fraction:
         parts.append(f"{settings.drop_fraction:.0%} drop")
+    if settings.over_selection > 1:
+        parts.append(
+            f"{settings.over_selection:g}x over-selection, first {settings.sample_size(n_clients)} valid replies"
+        )
     if settings.dp_enabled:
         parts.append(
             f"DP sigma {settings.dp_noise_multiplier:g} clip {settings.dp_clipping_norm:g}"
@@ -200,10 +204,16 @@ def experiments(
         return [
             ("federated row-sparse int8", base, ""),
             ("20% dropping", base.replace(drop_fraction=0.2), "federated row-sparse int8"),
+            (
+                "20% dropping, 30% over-selection",
+                base.replace(drop_fraction=0.2, over_selection=1.3),
+                "federated row-sparse int8",
+            ),
         ]
     if group == "byzantine":
         attacks = {
             "signflip x5": {"byzantine_mode": "scale", "byzantine_factor": -5.0},
+            "signflip x1": {"byzantine_mode": "scale", "byzantine_factor": -1.0},
             "alie": {"byzantine_mode": "alie", "byzantine_factor": 1.0},
         }
         n_sampled = base.sample_size(task_data(base).partition.n_clients)
@@ -216,6 +226,7 @@ def experiments(
                 "robust_aggregator": "centered-clip",
                 "robust_clip_start": "sparse-zero",
             },
+            "norm-filter": {"robust_aggregator": "norm-filter"},
         }
         out = [("federated row-sparse int8", base, "")]
         for rule, extra in robust.items():

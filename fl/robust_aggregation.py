@@ -20,6 +20,14 @@ statistic.
   item row is often sent by one or two clients: its median start is their own value, which
   clipping then cannot move, so a row sent only by an attacker keeps the attacker's full value.
   From a zero start that sender's contribution is clipped like any other.
+* ``norm-filter``: drops every update longer than ``norm_ratio`` times the median update norm,
+  bounds the rest by their median norm, and averages them over the senders of each coordinate.
+  Clipping (centred clipping, or bounding norms alone) leaves a scaled sign-flipped update in the
+  average with weight -1; dropping it leaves weight 0. With one-user clients the honest updates
+  are nearly orthogonal (cosine ~0.1 to their mean), so no direction test separates a flipped
+  update from an honest one, but their norms are alike (one SGD step of a clipped gradient), so a
+  scaled update stands out. A flipped update of ordinary length passes and counts with weight -1,
+  as under clipping.
 """
 
 from __future__ import annotations
@@ -36,7 +44,15 @@ if TYPE_CHECKING:  # the settings import AGGREGATORS on devices, where scipy is 
 
 __all__ = ["AGGREGATORS", "RobustAggregator", "krum_scores", "pairwise_sq_distances"]
 
-AGGREGATORS = ("none", "median", "trimmed-mean", "krum", "multikrum", "centered-clip")
+AGGREGATORS = (
+    "none",
+    "median",
+    "trimmed-mean",
+    "krum",
+    "multikrum",
+    "centered-clip",
+    "norm-filter",
+)
 """``none``: the strategy's own aggregation (no robust stage)."""
 
 
@@ -122,6 +138,28 @@ def _centered_clip(
     return v
 
 
+def update_norms(updates: UpdateMatrix) -> np.ndarray:
+    """Each client's update norm over the coordinates it sent."""
+    values = updates.values.astype(np.float64)
+    if updates.sent is not None:
+        values = np.where(updates.sent, values, 0.0)
+    return np.linalg.norm(values, axis=1)
+
+
+def _norm_bounded_mean(updates: UpdateMatrix, rows: np.ndarray) -> np.ndarray:
+    """The chosen updates, each scaled down to at most their median norm, averaged per coordinate
+    over the clients that sent it."""
+    values = updates.values[rows].astype(np.float64)
+    sent = np.ones(values.shape, bool) if updates.sent is None else updates.sent[rows]
+    values = np.where(sent, values, 0.0)
+    norms = update_norms(updates)[rows]
+    bound = float(np.median(norms))
+    scaled = values * np.minimum(1.0, bound / np.maximum(norms, 1e-12))[:, None]
+    counts = sent.sum(axis=0)
+    total = scaled.sum(axis=0)
+    return np.divide(total, counts, out=np.zeros_like(total), where=counts > 0)
+
+
 @dataclass(frozen=True)
 class RobustAggregator:
     """One robust aggregation rule and its parameters (``fl.robust-*`` settings)."""
@@ -133,10 +171,13 @@ class RobustAggregator:
     clip_radius: float = 0.0
     clip_iterations: int = 3
     clip_start: str = "median"
+    norm_ratio: float = 2.0
 
     def __post_init__(self) -> None:
         if self.name not in AGGREGATORS:
             raise ConfigError(f"fl.robust_aggregator={self.name!r}: expected one of {AGGREGATORS}")
+        if not self.norm_ratio >= 1:
+            raise ConfigError(f"fl.robust_norm_ratio={self.norm_ratio!r}: expected a number >= 1")
         if self.clip_start not in CLIP_STARTS:
             raise ConfigError(
                 f"fl.robust_clip_start={self.clip_start!r}: expected one of {CLIP_STARTS}"
@@ -148,6 +189,11 @@ class RobustAggregator:
         m = 1 if self.name == "krum" else (self.select or updates.n_clients - self.byzantine)
         return np.argsort(scores, kind="stable")[: max(1, min(m, updates.n_clients))]
 
+    def kept(self, updates: UpdateMatrix) -> np.ndarray:
+        """Norm filter: indices of the updates no longer than ``norm_ratio`` x the median norm."""
+        norms = update_norms(updates)
+        return np.flatnonzero(norms <= self.norm_ratio * float(np.median(norms)))
+
     def aggregate(self, updates: UpdateMatrix) -> np.ndarray:
         """The aggregated delta (float64, one value per column of ``updates``)."""
         if self.name == "none":
@@ -158,4 +204,11 @@ class RobustAggregator:
             return _trimmed_mean(updates.masked(), self.trim)
         if self.name in ("krum", "multikrum"):
             return _sender_mean(updates, self.selected(updates))
+        if self.name == "norm-filter":
+            rows = self.kept(updates)
+            return (
+                _norm_bounded_mean(updates, rows)
+                if len(rows)
+                else np.zeros(updates.values.shape[1])
+            )
         return _centered_clip(updates, self.clip_radius, self.clip_iterations, self.clip_start)

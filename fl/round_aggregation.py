@@ -45,6 +45,7 @@ def robust_aggregator(settings: FederatedSettings) -> RobustAggregator:
         clip_radius=settings.robust_clip_radius,
         clip_iterations=settings.robust_clip_iterations,
         clip_start=settings.robust_clip_start,
+        norm_ratio=settings.robust_norm_ratio,
     )
 
 

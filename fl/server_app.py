@@ -214,6 +214,11 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
         round_trip = time.perf_counter() - t_send
         replies.sort(key=lambda r: ordered.rank(r.metadata.src_node_id))  # a fixed sum order
         accepted, dropped, rejected = _decode_replies(replies, state, settings)
+        surplus = 0
+        if settings.over_selection > 1:  # the first target valid replies, in node order
+            target = settings.sample_size(len(ordered.get_node_ids()))  # as Flower counts
+            surplus = max(0, len(accepted) - target)
+            accepted = accepted[:target]
         # Under DP every round releases a (noised) model; otherwise a round needs enough replies.
         aggregated = settings.dp_enabled or len(accepted) >= settings.min_train_nodes
         if aggregated:
@@ -238,6 +243,7 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
             "round": round_,
             "sampled": len(messages),
             "accepted": len(accepted),
+            "surplus": surplus,  # valid replies beyond the target (over-selection), not used
             "dropped": sum(not d.get("declined") for d in dropped),
             "declined": sum(bool(d.get("declined")) for d in dropped),
             "rejected": len(rejected),

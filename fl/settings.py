@@ -60,6 +60,9 @@ class FederatedSettings:
     num_rounds: int = 80
     fraction_train: float = 0.1
     min_train_nodes: int = 2
+    # fixed-size sampling: sample this many times the round's target and aggregate the first
+    # target valid replies in node order (over-selection for dropouts, Bonawitz et al. 2019)
+    over_selection: float = 1.0
     local_epochs: int = 1
     # windows per local step (0: the model spec's batch size); smaller batches give clients with
     # longer histories more local steps
@@ -90,6 +93,7 @@ class FederatedSettings:
     robust_clip_radius: float = 0.0  # centered-clip: radius tau (0 = median update norm)
     robust_clip_iterations: int = 3
     robust_clip_start: str = "median"  # centered-clip: median | sparse-zero (fl.robust_aggregation)
+    robust_norm_ratio: float = 2.0  # norm-filter: drop updates longer than this x the median norm
     # communication
     update_encoding: str = "dense"
     sparse_extra_rows: int = (
@@ -132,6 +136,7 @@ class FederatedSettings:
                 ),
                 ("fraction_train", 0 < self.fraction_train <= 1, "(0, 1]"),
                 ("min_train_nodes", self.min_train_nodes >= 1, ">= 1"),
+                ("over_selection", self.over_selection >= 1, ">= 1"),
                 ("local_epochs", self.local_epochs >= 1, ">= 1"),
                 (
                     "local_batch_size",
@@ -159,6 +164,7 @@ class FederatedSettings:
                 ("robust_select", self.robust_select >= 0, ">= 0"),
                 ("robust_clip_radius", self.robust_clip_radius >= 0, ">= 0"),
                 ("robust_clip_iterations", self.robust_clip_iterations >= 1, ">= 1"),
+                ("robust_norm_ratio", self.robust_norm_ratio >= 1, ">= 1"),
                 (
                     "robust_clip_start",
                     self.robust_clip_start in CLIP_STARTS,
@@ -218,6 +224,12 @@ class FederatedSettings:
                 "fl.dp_noise_multiplier > 0 and fl.robust_aggregator cannot be combined: the DP "
                 "guarantee is for the clipped uniform mean (set fl.robust_aggregator=none)"
             )
+        if self.over_selection > 1 and self.poisson_sampling:
+            raise ConfigError(
+                f"fl.over_selection={self.over_selection} with Poisson sampling: each node is "
+                "sampled at rate fl.fraction_train, which the privacy accounting uses; "
+                "over-selection applies to fixed-size sampling (fl.client_sampling=fixed)"
+            )
         if self.dp_enabled and self.client_sampling == "fixed":
             raise ConfigError(
                 "fl.dp_noise_multiplier > 0 with fl.client_sampling=fixed: the privacy accounting "
@@ -240,8 +252,14 @@ class FederatedSettings:
         return self.model.train.max_len
 
     def sample_size(self, n_clients: int) -> int:
-        """Clients sampled per round out of ``n_clients`` (as Flower's strategies compute it)."""
+        """The round's target: clients whose updates a round aggregates, out of ``n_clients`` (as
+        Flower's strategies compute a sample size). With ``over_selection`` more are sampled."""
         return max(int(n_clients * self.fraction_train), self.min_train_nodes)
+
+    @property
+    def sampled_fraction(self) -> float:
+        """The fraction of nodes a fixed-size round samples: the target's, over-selected."""
+        return min(1.0, self.fraction_train * self.over_selection)
 
     @classmethod
     def round_field_names(cls) -> frozenset[str]:

@@ -256,7 +256,7 @@ def make_strategy(settings: FederatedSettings, n_clients: int) -> fs.Strategy:
     """
     poisson = settings.poisson_sampling
     common: dict[str, Any] = {
-        "fraction_train": 1.0 if poisson else settings.fraction_train,
+        "fraction_train": 1.0 if poisson else settings.sampled_fraction,
         "fraction_evaluate": 0.0,
         "min_train_nodes": 1 if poisson else settings.min_train_nodes,
         "min_available_nodes": 1 if poisson else settings.min_train_nodes,

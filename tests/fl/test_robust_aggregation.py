@@ -205,3 +205,45 @@ def test_centred_clipping_from_sparse_zero_bounds_a_row_that_only_an_attacker_se
 def test_an_unknown_clip_start_is_refused_with_its_name():
     with pytest.raises(ConfigError, match="robust_clip_start"):
         RobustAggregator("centered-clip", clip_start="mean")
+
+
+def test_norm_filter_drops_scaled_sign_flips_and_averages_the_honest_updates():
+    rng = np.random.default_rng(3)
+    honest = _honest(8, rng)
+    flipped = [{k: -5 * v for k, v in d.items()} for d in _honest(2, rng)]
+    matrix = UpdateMatrix.from_updates(GLOBAL, _updates([*honest, *flipped]))
+    honest_mean = UpdateMatrix.from_updates(GLOBAL, _updates(honest)).values.mean(axis=0)
+    aggregator = RobustAggregator("norm-filter")
+    assert aggregator.kept(matrix).tolist() == list(range(8))
+    plain = RobustAggregator("none").aggregate(matrix)
+    assert np.max(np.abs(plain - honest_mean)) > 0.5  # two flipped x5 drag the mean past zero
+    # honest norms differ by ~1%, so bounding them by their median moves the mean by about that
+    assert np.max(np.abs(aggregator.aggregate(matrix) - honest_mean)) < 0.02
+
+
+def test_norm_filter_leaves_a_row_that_only_a_dropped_client_sent_unchanged():
+    rng = np.random.default_rng(4)
+    deltas = [*_honest(5, rng), {k: -5 * v for k, v in _honest(1, rng)[0].items()}]
+    touched = [{"emb": [0, 1]} for _ in range(5)] + [{"emb": [0, 5]}]  # row 5: the attacker only
+    matrix = UpdateMatrix.from_updates(GLOBAL, _updates(deltas, touched))
+    target = matrix.apply(GLOBAL, RobustAggregator("norm-filter").aggregate(matrix))
+    np.testing.assert_array_equal(target["emb"][5], GLOBAL["emb"][5])
+    assert np.all(target["emb"][0] > GLOBAL["emb"][0])  # the honest push on row 0 survives
+
+
+def test_norm_filter_bounds_the_updates_it_keeps_by_their_median_norm():
+    rng = np.random.default_rng(5)
+    deltas = _honest(5, rng)
+    deltas[0] = {k: 1.8 * v for k, v in deltas[0].items()}  # long, but under 2x the median
+    matrix = UpdateMatrix.from_updates(GLOBAL, _updates(deltas))
+    aggregator = RobustAggregator("norm-filter", norm_ratio=2.0)
+    assert aggregator.kept(matrix).tolist() == list(range(5))
+    norms = np.linalg.norm(matrix.values, axis=1)
+    bounded = matrix.values * np.minimum(1, np.median(norms) / norms)[:, None]
+    np.testing.assert_allclose(aggregator.aggregate(matrix), bounded.mean(axis=0), rtol=1e-6)
+    assert RobustAggregator("norm-filter", norm_ratio=1.5).kept(matrix).tolist() == [1, 2, 3, 4]
+
+
+def test_a_norm_ratio_below_one_is_refused_with_its_name():
+    with pytest.raises(ConfigError, match="robust_norm_ratio"):
+        RobustAggregator("norm-filter", norm_ratio=0.5)

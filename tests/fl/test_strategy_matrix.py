@@ -162,3 +162,28 @@ def test_partition_ids_are_queried_once_per_node_only_when_nodes_are_ordered_by_
         sorted(grid.get_node_ids()) if ordered else []
     )
     assert all(r["aggregated"] and r["accepted"] == 4 for r in rows[1:])
+
+
+def test_over_selection_samples_more_and_aggregates_the_target_when_clients_drop(base, tmp_path):
+    # 4 nodes, a target of 2 a round (fraction 0.5); 2x over-selection samples all 4; a third of
+    # the clients crash, and the first 2 valid replies (in node order) are aggregated
+    rows, initial, final = _run(
+        base, tmp_path, fraction_train=0.5, over_selection=2.0, drop_fraction=0.34
+    )
+    for row in rows[1:]:
+        valid = row["sampled"] - row["dropped"]
+        assert row["sampled"] == 4, row
+        assert row["accepted"] == min(2, valid) and row["surplus"] == max(0, valid - 2), row
+    assert sum(r["surplus"] for r in rows[1:]) > 0  # some valid replies were left over
+    assert any(not np.array_equal(final[k], initial[k]) for k in final)
+    plain, _, _ = _run(base, tmp_path / "plain", fraction_train=0.5, drop_fraction=0.34)
+    assert all(r["sampled"] == 2 and r["surplus"] == 0 for r in plain[1:])
+
+
+def test_over_selection_is_refused_where_the_sampling_rate_is_the_privacy_parameter():
+    from encoders.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fl.over_selection"):
+        FederatedSettings.create(over_selection=1.5, client_sampling="poisson")
+    with pytest.raises(ConfigError, match="over_selection"):
+        FederatedSettings.create(over_selection=0.5)
