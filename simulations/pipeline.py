@@ -346,11 +346,12 @@ def run_pipeline(
             reranker_rows,
             columns=RERANKER_COLUMNS,
         )
+    skipped: dict[str, list[str]] = {}  # one line per skip, naming every re-ranker it hit
     for row in reranker_rows:
         if row["skipped_rules"]:
-            print(
-                f"{row['reranker']} skipped (the dataset lacks what they need): {row['skipped_rules']}"
-            )
+            skipped.setdefault(str(row["skipped_rules"]), []).append(str(row["reranker"]))
+    for why, names in skipped.items():
+        print(f"skipped, the dataset lacks what it needs: {why} (in {', '.join(names)})")
     if examples:
         print(
             f"why these items ({examples['reranker']}, a held-out user whose last items are {examples['history']}):"
