@@ -75,14 +75,20 @@ def krum_scores(dist: np.ndarray, f: int) -> np.ndarray:
     return nearest.sum(axis=1)
 
 
-def _sender_mean(updates: UpdateMatrix, rows: np.ndarray | None = None) -> np.ndarray:
-    """Uniform mean of the chosen clients' deltas over the clients that sent each coordinate."""
+def _sender_mean(
+    updates: UpdateMatrix, rows: np.ndarray | None = None, scale: np.ndarray | None = None
+) -> np.ndarray:
+    """Uniform mean of the chosen clients' deltas (each times its ``scale``, if given) over the
+    clients that sent each coordinate."""
     values = updates.values if rows is None else updates.values[rows]
+    values = values.astype(np.float64)
+    if scale is not None:
+        values = values * scale[:, None]
     if updates.sent is None:
-        return values.astype(np.float64).mean(axis=0)
+        return values.mean(axis=0)
     sent = updates.sent if rows is None else updates.sent[rows]
     counts = sent.sum(axis=0)
-    total = np.where(sent, values, 0).astype(np.float64).sum(axis=0)
+    total = np.where(sent, values, 0.0).sum(axis=0)
     return np.divide(total, counts, out=np.zeros_like(total), where=counts > 0)
 
 
@@ -146,18 +152,9 @@ def update_norms(updates: UpdateMatrix) -> np.ndarray:
     return np.linalg.norm(values, axis=1)
 
 
-def _norm_bounded_mean(updates: UpdateMatrix, rows: np.ndarray) -> np.ndarray:
-    """The chosen updates, each scaled down to at most their median norm, averaged per coordinate
-    over the clients that sent it."""
-    values = updates.values[rows].astype(np.float64)
-    sent = np.ones(values.shape, bool) if updates.sent is None else updates.sent[rows]
-    values = np.where(sent, values, 0.0)
-    norms = update_norms(updates)[rows]
-    bound = float(np.median(norms))
-    scaled = values * np.minimum(1.0, bound / np.maximum(norms, 1e-12))[:, None]
-    counts = sent.sum(axis=0)
-    total = scaled.sum(axis=0)
-    return np.divide(total, counts, out=np.zeros_like(total), where=counts > 0)
+def _within_norm_ratio(norms: np.ndarray, ratio: float) -> np.ndarray:
+    """Indices of the norms at most ``ratio`` x their median (never empty: ``ratio`` >= 1)."""
+    return np.flatnonzero(norms <= ratio * float(np.median(norms)))
 
 
 @dataclass(frozen=True)
@@ -191,8 +188,7 @@ class RobustAggregator:
 
     def kept(self, updates: UpdateMatrix) -> np.ndarray:
         """Norm filter: indices of the updates no longer than ``norm_ratio`` x the median norm."""
-        norms = update_norms(updates)
-        return np.flatnonzero(norms <= self.norm_ratio * float(np.median(norms)))
+        return _within_norm_ratio(update_norms(updates), self.norm_ratio)
 
     def aggregate(self, updates: UpdateMatrix) -> np.ndarray:
         """The aggregated delta (float64, one value per column of ``updates``)."""
@@ -204,11 +200,10 @@ class RobustAggregator:
             return _trimmed_mean(updates.masked(), self.trim)
         if self.name in ("krum", "multikrum"):
             return _sender_mean(updates, self.selected(updates))
-        if self.name == "norm-filter":
-            rows = self.kept(updates)
-            return (
-                _norm_bounded_mean(updates, rows)
-                if len(rows)
-                else np.zeros(updates.values.shape[1])
-            )
+        if self.name == "norm-filter":  # the kept updates, bounded by their median norm
+            norms = update_norms(updates)
+            rows = _within_norm_ratio(norms, self.norm_ratio)
+            bound = float(np.median(norms[rows]))
+            scale = np.minimum(1.0, bound / np.maximum(norms[rows], 1e-12))
+            return _sender_mean(updates, rows, scale)
         return _centered_clip(updates, self.clip_radius, self.clip_iterations, self.clip_start)

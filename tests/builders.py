@@ -1,6 +1,9 @@
-"""Small interaction logs the tests build for themselves."""
+"""Small interaction logs and synthetic-world runs the tests build for themselves."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,3 +41,15 @@ def rule_log(
         user_ids=np.array([f"u{u:03d}" for u in range(n_users)]),
         n_items=n_items,
     )
+
+
+def world_settings(root: Path, *, n_items: int, n_users: int, seed: int, **settings: Any) -> Any:
+    """Federated settings over a synthetic world of ``n_items`` x ``n_users`` saved under
+    ``root`` (``root/data.npz``); ``settings`` are the other ``FederatedSettings`` fields."""
+    from fl.settings import FederatedSettings
+    from ranking.storage import save_dataset
+    from simulations.datasets.synthetic import generate_world
+
+    data = root / "data.npz"
+    save_dataset(generate_world(n_items=n_items, n_users=n_users, seed=seed).dataset, data)
+    return FederatedSettings.create(data_path=str(data), **settings)

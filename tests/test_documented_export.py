@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import world_settings
 from documented_examples import README, REPO, command_lines, fenced_block, substituted, with_values
 from in_process_grid import InProcessGrid, server_identity
 
@@ -20,12 +21,10 @@ from fl.client_app import make_client_app
 from fl.device_export import main as device_export_main
 from fl.device_model import DeviceRecommender
 from fl.server_app import BEST_MODEL, run_rounds
-from fl.settings import FederatedSettings
 from fl.task import task_data
 from ranking.data.sequences import PAD
 from ranking.recommender import load_recommender
-from ranking.storage import load_dataset, save_dataset
-from simulations.datasets.synthetic import generate_world
+from ranking.storage import load_dataset
 
 EXPORT_MARKER = "from ranking.export import export_checkpoint"
 """The README's export snippet is the one python block holding this."""
@@ -38,10 +37,11 @@ def server_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(the server's ``best_model`` checkpoint, the run's dataset file); the model keeps the
     default window (``max_len`` 50), which the snippet pads to."""
     root = tmp_path_factory.mktemp("server-run")
-    data = root / "data.npz"
-    save_dataset(generate_world(n_items=80, n_users=48, seed=0).dataset, data)
-    settings = FederatedSettings.create(
-        data_path=str(data),
+    settings = world_settings(
+        root,
+        n_items=80,
+        n_users=48,
+        seed=0,
         run_dir=str(root / "fl"),
         num_rounds=1,
         fraction_train=1.0,
@@ -55,7 +55,7 @@ def server_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         run_rounds(InProcessGrid(make_client_app(settings), n_nodes=n_clients), settings)
     checkpoint = root / "fl" / BEST_MODEL
     assert (checkpoint / "manifest.json").exists()
-    return checkpoint, data
+    return checkpoint, Path(settings.data_path)
 
 
 def test_the_readme_export_snippet_scores_like_the_server_checkpoint(

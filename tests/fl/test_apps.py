@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from builders import world_settings
 from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 
 from encoders.errors import ConfigError
@@ -15,17 +16,17 @@ from fl.task import build_task_network, get_state, state_scorer, task_data, to_a
 from ranking.checkpoint import load_checkpoint
 from ranking.data import pad_left
 from ranking.recommender import load_recommender
-from ranking.storage import save_dataset
-from simulations.datasets.synthetic import generate_world
 from simulations.flower_sim import simulate
 
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory):
     root = tmp_path_factory.mktemp("fl")
-    save_dataset(generate_world(n_items=150, n_users=90, seed=0).dataset, root / "data.npz")
-    return FederatedSettings.create(
-        data_path=str(root / "data.npz"),
+    return world_settings(
+        root,
+        n_items=150,
+        n_users=90,
+        seed=0,
         run_dir=str(root / "run"),
         num_rounds=2,
         fraction_train=1.0,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import world_settings
 from in_process_grid import InProcessGrid, server_identity
 
 from fl.client_app import make_client_app
@@ -14,8 +15,6 @@ from fl.server_app import load_round_state, run_rounds
 from fl.settings import FederatedSettings
 from fl.strategies import STRATEGIES
 from fl.task import build_task_network, get_state
-from ranking.storage import save_dataset
-from simulations.datasets.synthetic import generate_world
 
 N_ITEMS = 80
 SERVER_STEP = {"fedadam": 0.05, "fedyogi": 0.05}
@@ -23,10 +22,11 @@ SERVER_STEP = {"fedadam": 0.05, "fedyogi": 0.05}
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    root = tmp_path_factory.mktemp("matrix")
-    save_dataset(generate_world(n_items=N_ITEMS, n_users=48, seed=3).dataset, root / "data.npz")
-    return FederatedSettings.create(
-        data_path=str(root / "data.npz"),
+    return world_settings(
+        tmp_path_factory.mktemp("matrix"),
+        n_items=N_ITEMS,
+        n_users=48,
+        seed=3,
         num_rounds=2,
         fraction_train=1.0,
         partition="users_per_client",
