@@ -1,4 +1,6 @@
-"""Contrastive training / fine-tuning of a CLIP model on a catalog's (image, text) pairs.
+"""Contrastive training / fine-tuning of a CLIP model on a catalog's (image, text) pairs, or of its
+text tower alone on two text views of each item (:func:`train_text_contrastive`, for catalogs
+without images: :func:`text_views` splits "title | genres" into the title and the rest).
 
 Uses open_clip's own losses: ``ClipLoss`` (InfoNCE both ways) or ``SigLipLoss`` (pairwise sigmoid;
 the model then needs a ``logit_bias``, e.g. ``model_kwargs={"init_logit_bias": -10}``).
@@ -9,7 +11,7 @@ item with the same text as the query's (synthetic catalogs repeat titles).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +20,8 @@ import torch
 
 from encoders.clip import ClipEncoder
 from encoders.errors import ConfigError
+
+EpochCallback = Callable[[int, dict[str, float], ClipEncoder], None]
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ def train_contrastive(
     texts: Sequence[str],
     config: ContrastiveConfig | None = None,
     *,
-    callback: Callable[[int, dict[str, float], ClipEncoder], None] | None = None,
+    callback: EpochCallback | None = None,
 ) -> list[dict[str, float]]:
     """Train ``encoder``'s model on aligned ``images``/``texts``; returns one row per epoch.
 
@@ -62,31 +66,122 @@ def train_contrastive(
         raise ConfigError(
             f"contrastive training needs as many images ({len(images)}) as texts ({len(texts)})"
         )
-    if cfg.loss == "siglip" and getattr(encoder.model, "logit_bias", None) is None:
-        raise ConfigError(
-            "SigLIP loss needs a model with a logit_bias: build it with model_kwargs={'init_logit_bias': -10}"
-        )
-    from tqdm.auto import trange
-
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    _check_loss(encoder, cfg)
     pixels = encoder.image_tensor(list(images))
     tokens = encoder.tokenize(list(texts))
     model = encoder.model
     loss_fn = _make_loss(cfg.loss)
-    optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        image_features, text_features, logit_scale, *bias = model(pixels[idx], tokens[idx])
+        return loss_fn(image_features, text_features, logit_scale, *bias)
+
+    return _train_epochs(
+        encoder, len(texts), model.parameters(), batch_loss, cfg, callback, "contrastive"
+    )
+
+
+def train_text_contrastive(
+    encoder: ClipEncoder,
+    texts_a: Sequence[str],
+    texts_b: Sequence[str],
+    config: ContrastiveConfig | None = None,
+    *,
+    callback: EpochCallback | None = None,
+) -> list[dict[str, float]]:
+    """Train only ``encoder``'s text tower (and temperature) so that each item's two text views
+    (e.g. :func:`text_views`: title and genres) embed close together; returns one row per epoch.
+
+    The loss is the configured one between the two views' text features, in both directions for
+    ``clip``. The image tower is left as it is. ``callback`` as in :func:`train_contrastive`.
+    """
+    cfg = config or ContrastiveConfig()
+    if len(texts_a) != len(texts_b):
+        raise ConfigError(
+            f"text contrastive training needs as many first views ({len(texts_a)}) as second "
+            f"views ({len(texts_b)})"
+        )
+    _check_loss(encoder, cfg)
+    tokens_a = encoder.tokenize(list(texts_a))
+    tokens_b = encoder.tokenize(list(texts_b))
+    model = encoder.model
+    loss_fn = _make_loss(cfg.loss)
+    bias = [] if getattr(model, "logit_bias", None) is None else [model.logit_bias]
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        features_a = model.encode_text(tokens_a[idx], normalize=True)
+        features_b = model.encode_text(tokens_b[idx], normalize=True)
+        return loss_fn(features_a, features_b, model.logit_scale.exp(), *bias)
+
+    text_tower = [p for name, p in model.named_parameters() if not name.startswith("visual.")]
+    return _train_epochs(
+        encoder, len(texts_a), text_tower, batch_loss, cfg, callback, "text contrastive"
+    )
+
+
+def text_views(
+    texts: Sequence[str], category: Sequence[int], category_names: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """Two views of each item's text for :func:`train_text_contrastive`.
+
+    View A is the first ``" | "`` field of the text (the title); view B is the remaining fields
+    (e.g. year and genres), or, for a text without ``" | "``, the item's category name
+    (``category[i] >= 0`` indexes ``category_names``). An item with neither is a ConfigError.
+    """
+    titles: list[str] = []
+    rests: list[str] = []
+    missing: list[int] = []
+    for i, (text, code) in enumerate(zip(texts, category, strict=True)):
+        title, _, rest = str(text).partition(" | ")
+        if not rest.strip() and int(code) >= 0:
+            rest = str(category_names[int(code)])
+        if not rest.strip():
+            missing.append(i)
+        titles.append(title)
+        rests.append(rest)
+    if missing:
+        raise ConfigError(
+            f"{len(missing)} items have no second text view (no ' | ' field after the title and "
+            f"no category), first item index {missing[0]}: {str(texts[missing[0]])!r}"
+        )
+    return titles, rests
+
+
+def _check_loss(encoder: ClipEncoder, cfg: ContrastiveConfig) -> None:
+    if cfg.loss == "siglip" and getattr(encoder.model, "logit_bias", None) is None:
+        raise ConfigError(
+            "SigLIP loss needs a model with a logit_bias: build it with model_kwargs={'init_logit_bias': -10}"
+        )
+
+
+def _train_epochs(
+    encoder: ClipEncoder,
+    n_pairs: int,
+    parameters: Iterable[torch.nn.Parameter],
+    batch_loss: Callable[[torch.Tensor], torch.Tensor],
+    cfg: ContrastiveConfig,
+    callback: EpochCallback | None,
+    desc: str,
+) -> list[dict[str, float]]:
+    """The epoch loop: shuffled mini-batches of pair indices, ``batch_loss(idx)`` minimised by
+    AdamW over ``parameters``; one history row per epoch, passed to ``callback``."""
+    from tqdm.auto import trange
+
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = encoder.model
+    optim = torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
     history = []
     model.train()
-    for epoch in trange(cfg.epochs, desc="contrastive", disable=not cfg.progress):
+    for epoch in trange(cfg.epochs, desc=desc, disable=not cfg.progress):
         t0 = time.perf_counter()
-        order = rng.permutation(len(texts))
+        order = rng.permutation(n_pairs)
         total, batches = 0.0, 0
         for lo in range(0, len(order) - 1, cfg.batch_size):
             idx = torch.as_tensor(order[lo : lo + cfg.batch_size])
             if len(idx) < 2:
                 continue
-            image_features, text_features, logit_scale, *bias = model(pixels[idx], tokens[idx])
-            loss = loss_fn(image_features, text_features, logit_scale, *bias)
+            loss = batch_loss(idx)
             optim.zero_grad()
             loss.backward()
             optim.step()
