@@ -7,13 +7,21 @@ the ServerApp to the other. The node's data: one synthetic user with a history o
 world of 300 long-lived users and 2,000 items); SASRec hidden 64, 2 blocks, max_len 50; one local
 epoch of SGD per round; 10 rounds.
 
+Two SuperNodes can be measured (``--supernode``): ``tandem`` (default), ``tandem-supernode``, whose
+ClientApp runs resident in the SuperNode's own process (``fl/resident_supernode.py``), and
+``flower``, ``flower-supernode`` as shipped (``--isolation subprocess``: a ``flower-superexec``
+process that starts a fresh ``flwr-clientapp`` process for every message).
+
 * ``peak_uss_mb``: the largest sum of unique memory (USS: private clean + dirty pages, from
   ``/proc/<pid>/smaps_rollup``) over the SuperNode's process tree, sampled every 0.1 s, and how it
   divides at that moment between the SuperNode and its ``flwr-clientapp`` processes;
 * ``train_seconds_per_round``: local training as the client measures it (median over rounds);
-* ``overhead_seconds_per_round``: the rest of the round trip on the device side (median of round
-  trip minus training): in Flower 1.42 every message runs in a fresh ``flwr-clientapp`` process
-  (a per-task token; no long-lived ClientApp), so this is mostly Python and torch starting.
+* ``overhead_seconds_per_round``: the rest of the round trip (median of round trip minus
+  training): the SuperNode's polling of the SuperLink (Flower 1.42's SuperNode sleeps 3 s when it
+  finds no message), the ServerApp's polling for replies and, with ``flower-supernode``, a Python,
+  torch and Flower start per message;
+* ``device_overhead_seconds_per_round`` (``tandem`` only): the device's own share, from the
+  SuperNode's log: the train task's wall time (acquired -> reply pushed) minus training.
 
     python benchmarks/edge_supernode.py --client-venv ~/tandem-client
 """
@@ -72,10 +80,23 @@ def tree(root: int) -> list[int]:
     return out
 
 
+SUPERNODES = {
+    "tandem": ("tandem-supernode", "ClientApp resident in the SuperNode process"),
+    "flower": ("flower-supernode", "subprocess isolation"),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--client-venv", required=True)
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument(
+        "--supernode",
+        choices=sorted(SUPERNODES),
+        default="tandem",
+        help="tandem: tandem-supernode (the ClientApp resident in the SuperNode's process); "
+        "flower: flower-supernode (a fresh flwr-clientapp process per message)",
+    )
     args = parser.parse_args()
     client_bin = Path(args.client_venv).resolve() / "bin"  # the SuperNode runs in its own cwd
     from processes import Cluster, free_port, wait_for_port
@@ -130,7 +151,7 @@ def main() -> None:
                 "taskset",
                 "-c",
                 "1",
-                str(client_bin / "flower-supernode"),
+                str(client_bin / SUPERNODES[args.supernode][0]),
                 "--insecure",
                 "--superlink",
                 f"127.0.0.1:{port}",
@@ -180,6 +201,14 @@ def main() -> None:
         cluster.stop()
     train = [r["train_seconds"] for r in rounds]
     overhead = [r["round_trip_seconds"] - r["train_seconds"] for r in rounds]
+    # tandem-supernode logs each task's wall time on the device (acquired -> reply pushed)
+    tasks = [
+        float(s)
+        for s in re.findall(
+            r"tandem-supernode: train task completed in ([0-9.]+) s",
+            cluster.logs["supernode"].read_text(),
+        )
+    ]
     torch_version = subprocess.run(
         [str(client_bin / "python"), "-c", "import torch; print(torch.__version__)"],
         capture_output=True,
@@ -189,8 +218,8 @@ def main() -> None:
     build = "CPU build" if "+cpu" in torch_version else "CUDA build"
     row = {
         "dataset": "synthetic-2000, one user, history 200",
-        "method": f"flower-supernode ({args.client_venv}, torch {torch_version}: {build}), "
-        "subprocess isolation",
+        "method": f"{SUPERNODES[args.supernode][0]} ({args.client_venv}, torch {torch_version}: "
+        f"{build}), {SUPERNODES[args.supernode][1]}",
         "torch_build": build,
         "setting": "1 core (taskset), max-threads=1, SASRec h64 x2, max_len 50, 1 local epoch",
         "peak_uss_mb": peak[0] / 1024,
@@ -203,10 +232,14 @@ def main() -> None:
         "overhead_seconds_per_round": statistics.median(overhead),
         "rounds": len(rounds),
     }
+    if len(tasks) == len(train):  # the device's own share of the overhead: the task minus training
+        row["device_overhead_seconds_per_round"] = statistics.median(
+            t - r for t, r in zip(tasks, train, strict=True)
+        )
     print(json.dumps(row, indent=2))
     row["command"] = " ".join(["python", *sys.argv])
     out = ROOT / "benchmarks" / "results" / "edge_supernode.json"
-    write_results(out, [row], key=("dataset", "torch_build", "setting"))
+    write_results(out, [row], key=("dataset", "method", "torch_build", "setting"))
     print(f"wrote {out}")
 
 

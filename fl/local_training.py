@@ -25,7 +25,7 @@ from fl.task import State, local_train_config, set_state
 from ranking.data import UserSequences
 from ranking.models import SequenceModel
 from ranking.seeding import seed_torch
-from ranking.trainer import train_epochs
+from ranking.trainer import PlainSGD, train_epochs
 
 __all__ = ["client_seed", "train_locally"]
 
@@ -74,7 +74,7 @@ def train_locally(
         cfg = cfg.replace(batch_size=settings.local_batch_size)
     seed_torch(cfg.seed)
     optimizer = (
-        torch.optim.SGD(network.parameters(), lr=settings.lr)
+        PlainSGD(network.parameters(), lr=settings.lr)
         if settings.client_optimizer == "sgd"
         else None  # train_epochs builds a fresh AdamW at cfg.lr: Adam state reset every round
     )

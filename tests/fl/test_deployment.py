@@ -2,7 +2,8 @@
 
 The test makes credentials with ``fl/deploy/make_certs.py``, starts ``flower-superlink`` with
 ``--enable-supernode-auth``, registers the two SuperNodes' public keys with ``flwr supernode
-register``, starts two ``flower-supernode`` processes, each with its own local dataset file
+register``, starts two SuperNodes (``flower-supernode``, and ``tandem-supernode``, whose ClientApp
+runs resident in its own process), each with its own local dataset file
 (``--node-config "data-path=..."``), submits the app with ``flwr run`` and checks the server's
 ``rounds.jsonl``. A SuperNode whose key was never registered is turned away. Every process the test
 started (and everything they started: SuperExecs, the ServerApp, the ClientApps) is killed at the end.
@@ -29,7 +30,7 @@ from processes import (
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
-pytestmark = require_commands("flwr", "flower-superlink", "flower-supernode")
+pytestmark = require_commands("flwr", "flower-superlink", "flower-supernode", "tandem-supernode")
 
 
 # ---- the test --------------------------------------------------------------------------------
@@ -100,7 +101,8 @@ def test_superlink_with_tls_and_authenticated_supernodes_runs_a_round(tmp_path):
             return cluster.start(
                 f"supernode-{i}",
                 [
-                    str(BIN / "flower-supernode"),
+                    # supernode-2 runs tandem-supernode: its ClientApp resident in its own process
+                    str(BIN / ("tandem-supernode" if i == 2 else "flower-supernode")),
                     "--superlink",
                     f"127.0.0.1:{port}",
                     "--root-certificates",
@@ -145,6 +147,8 @@ def test_superlink_with_tls_and_authenticated_supernodes_runs_a_round(tmp_path):
         assert first["aggregated"] and first["accepted"] == 2 and first["sampled"] == 2, first
         assert first["rejected"] == 0 and first["dropped"] == 0, first
 
+        resident = cluster.logs["supernode-2"].read_text()
+        assert "tandem-supernode: train task completed" in resident, cluster.context()
         nodes = cluster.cli(["supernode", "list", "deploy", "--format", "json"], home)
         assert nodes.returncode == 0, nodes.stdout + nodes.stderr
         assert len(json.loads(nodes.stdout)["nodes"]) == 2  # the intruder never became a node

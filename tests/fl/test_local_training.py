@@ -91,3 +91,28 @@ def test_a_reused_network_trains_exactly_as_a_freshly_built_one():
     train_locally(settings, fresh, state, sequences, round_=5, pid=3)
     got, want = get_state(reused), get_state(fresh)
     assert all(np.array_equal(got[k], want[k]) for k in want)
+
+
+def test_local_sgd_training_does_not_import_torch_dynamo():
+    """A torch.optim optimizer imports torch._dynamo and sympy on first use (~100 MB on a device);
+    the client's plain SGD must not."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, numpy as np\n"
+        "from fl.local_training import train_locally\n"
+        "from fl.settings import FederatedSettings\n"
+        "from fl.task import build_task_network, get_state\n"
+        "from ranking.data import UserSequences\n"
+        f"s = FederatedSettings.create(model={MODEL!r})\n"
+        "net = build_task_network(s, 30)\n"
+        "seq = UserSequences(indptr=np.array([0, 12]), items=np.arange(1, 13),"
+        " timestamps=np.arange(12))\n"
+        "r = train_locally(s, net, get_state(net), seq, round_=1, pid=0)\n"
+        "assert r['steps'] >= 1, r\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('torch._dynamo', 'sympy'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout

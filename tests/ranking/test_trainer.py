@@ -264,3 +264,27 @@ def test_in_batch_negatives_add_the_batch_targets_to_the_sampled_ones() -> None:
     assert batch_negatives(sampled, targets, TrainConfig()).tolist() == [7, 8]
     with_batch = batch_negatives(sampled, targets, TrainConfig(in_batch_negatives=True)).tolist()
     assert with_batch[:2] == [7, 8] and sorted(with_batch[2:]) == [1, 2, 4]
+
+
+def test_plain_sgd_takes_the_steps_of_torch_sgd() -> None:
+    from ranking.trainer import PlainSGD
+
+    def trained(make_optimizer) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+        optimizer = make_optimizer(model)
+        data = torch.Generator().manual_seed(1)
+        for _ in range(10):
+            x, y = torch.randn(6, 8, generator=data), torch.randint(0, 4, (6,), generator=data)
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return [p.detach().clone() for p in model.parameters()]
+
+    start = trained(lambda m: PlainSGD(m.parameters(), lr=0.0))
+    reference = trained(lambda m: torch.optim.SGD(m.parameters(), lr=0.3))
+    plain = trained(lambda m: PlainSGD(m.parameters(), lr=0.3))
+    assert any(not torch.allclose(a, b) for a, b in zip(start, reference, strict=True))
+    for ours, theirs in zip(plain, reference, strict=True):
+        assert torch.allclose(ours, theirs, rtol=1e-6, atol=1e-7)
