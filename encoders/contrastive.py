@@ -49,6 +49,14 @@ def _make_loss(name: str) -> torch.nn.Module:
     return ClipLoss() if name == "clip" else SigLipLoss()
 
 
+def _check_pairs(first: str, n_first: int, second: str, n_second: int) -> None:
+    """Contrastive pairs are aligned: as many of the first kind as of the second."""
+    if n_first != n_second:
+        raise ConfigError(
+            f"contrastive training needs as many {first} ({n_first}) as {second} ({n_second})"
+        )
+
+
 def train_contrastive(
     encoder: ClipEncoder,
     images: Sequence[Any],
@@ -62,10 +70,7 @@ def train_contrastive(
     ``callback(epoch, row, encoder)`` is called after every epoch (``epoch`` counts from 1).
     """
     cfg = config or ContrastiveConfig()
-    if len(images) != len(texts):
-        raise ConfigError(
-            f"contrastive training needs as many images ({len(images)}) as texts ({len(texts)})"
-        )
+    _check_pairs("images", len(images), "texts", len(texts))
     _check_loss(encoder, cfg)
     pixels = encoder.image_tensor(list(images))
     tokens = encoder.tokenize(list(texts))
@@ -96,11 +101,7 @@ def train_text_contrastive(
     ``clip``. The image tower is left as it is. ``callback`` as in :func:`train_contrastive`.
     """
     cfg = config or ContrastiveConfig()
-    if len(texts_a) != len(texts_b):
-        raise ConfigError(
-            f"text contrastive training needs as many first views ({len(texts_a)}) as second "
-            f"views ({len(texts_b)})"
-        )
+    _check_pairs("first views", len(texts_a), "second views", len(texts_b))
     _check_loss(encoder, cfg)
     tokens_a = encoder.tokenize(list(texts_a))
     tokens_b = encoder.tokenize(list(texts_b))
