@@ -43,6 +43,7 @@ import numpy as np  # noqa: E402
 
 from fl.server_app import FINAL_MODEL, best_round, read_rounds  # noqa: E402
 from fl.settings import FederatedSettings  # noqa: E402
+from fl.strategies import StrategySpec  # noqa: E402
 from fl.task import task_data  # noqa: E402
 from ranking.evaluation import query_ranks  # noqa: E402
 from ranking.metrics import bootstrap_ci, hit_rate, ndcg  # noqa: E402
@@ -186,9 +187,15 @@ def federated_row(name: str, method: str, settings: FederatedSettings) -> tuple[
 
 
 def experiments(
-    group: str, base: FederatedSettings, dp_sigmas: tuple[float, ...] = (0.5, 0.7, 1.0)
+    group: str,
+    base: FederatedSettings,
+    dp_sigmas: tuple[float, ...] = (0.5, 0.7, 1.0),
+    dp_tau: float | None = None,
+    dp_hidden: int | None = None,
 ) -> list[tuple[str, FederatedSettings, str]]:
-    """``(method, settings, reference method)`` of a group."""
+    """``(method, settings, reference method)`` of a group (``dp_tau``: FedAdam's tau, and
+    ``dp_hidden``: the model's hidden size, for the DP runs only; the non-private reference keeps
+    the base strategy and model)."""
     if group == "accuracy":  # each against central on the same users (when central ran)
         return [
             ("federated dense", base.replace(update_encoding="dense", quantize="none"), "central"),
@@ -240,13 +247,30 @@ def experiments(
                 )
         return out
     if group == "dp":
-        out = [("federated row-sparse int8 poisson", base.replace(client_sampling="poisson"), "")]
+        variant = (f" tau {dp_tau:g}" if dp_tau is not None else "") + (
+            f" hidden {dp_hidden}" if dp_hidden is not None else ""
+        )
+        # a variant's runs get their own reference row (the same non-private run, run again)
+        reference = "federated row-sparse int8 poisson" + (
+            f", reference of{variant}" if variant else ""
+        )
+        out = [(reference, base.replace(client_sampling="poisson"), "")]
+        private = base
+        if dp_tau is not None:
+            private = base.replace(
+                strategy=StrategySpec.from_mapping({**base.strategy.to_dict(), "tau": dp_tau})
+            )
+        if dp_hidden is not None:
+            model = private.model
+            private = private.replace(
+                model=model.replace(model={**model.model, "hidden": dp_hidden})
+            )
         for sigma in dp_sigmas:
             out.append(
                 (
-                    f"dp sigma {sigma}",
-                    base.replace(dp_noise_multiplier=sigma, dp_clipping_norm=DP_CLIP),
-                    "federated row-sparse int8 poisson",
+                    f"dp sigma {sigma}{variant}",
+                    private.replace(dp_noise_multiplier=sigma, dp_clipping_norm=DP_CLIP),
+                    reference,
                 )
             )
         return out
@@ -268,6 +292,18 @@ def main() -> None:
         type=float,
         default=[0.5, 0.7, 1.0],
         help="noise multipliers of the dp group",
+    )
+    parser.add_argument(
+        "--dp-tau",
+        type=float,
+        default=None,
+        help="FedAdam's tau for the dp group's private runs (default: the base strategy's)",
+    )
+    parser.add_argument(
+        "--dp-hidden",
+        type=int,
+        default=None,
+        help="the model's hidden size for the dp group's private runs (default: the base model's)",
     )
     parser.add_argument(
         "--methods", nargs="*", default=None, help="run only these methods of the groups"
@@ -300,7 +336,7 @@ def main() -> None:
             rows.append(row)
             print(row, flush=True)
         for group in args.groups:
-            planned = experiments(group, base, tuple(args.dp_sigmas))
+            planned = experiments(group, base, tuple(args.dp_sigmas), args.dp_tau, args.dp_hidden)
             wanted = set(args.methods or [m for m, _, _ in planned])
             wanted |= {ref for m, _, ref in planned if m in wanted and ref}
             for method, settings, ref in planned:
