@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 import threading
@@ -58,8 +59,8 @@ from flwr.supercore.interceptors import (
     RuntimeVersionHttpInterceptor,
 )
 from flwr.supercore.object_ref import load_app
-from flwr.supercore.retry import make_simple_http_retry_invoker
-from flwr.supercore.run import Run
+from flwr.supercore.retry import RetryInvoker, make_simple_http_retry_invoker
+from flwr.supercore.run import Run, RunNotRunningException
 from flwr.supercore.runtime import RuntimeHttpClient
 from flwr.supercore.task_identity import TaskIdentity
 from flwr.supercore.tls import validate_and_resolve_root_certificates
@@ -83,7 +84,16 @@ OBJECT_BACKOFF_SECONDS = 0.05
 task as soon as the SuperNode creates it, while the SuperNode is still pulling the message's
 objects from the SuperLink; Flower's default first wait (1 s, doubling) cost every round a second."""
 
+MESSAGE_WAIT_SECONDS = 30.0
+"""How long a task's message may take to appear in the SuperNode's store after the task does."""
 
+UNSUPPORTED_FLAGS = {
+    "--superexec-auth-secret-file": "the executor runs inside the SuperNode's process",
+    "--allow-runtime-dependency-installation": "the client install provides the app's packages",
+}
+
+
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
     try:
@@ -115,6 +125,13 @@ class ResidentSupernodeError(ValueError):
 def supernode_argv(argv: Sequence[str]) -> list[str]:
     """Flower's SuperNode arguments with ``--isolation process`` (the executor runs here)."""
     args = list(argv)
+    for word in args:
+        flag = word.split("=", 1)[0]
+        if flag in UNSUPPORTED_FLAGS:
+            raise ResidentSupernodeError(
+                f"tandem-supernode does not support {flag}: {UNSUPPORTED_FLAGS[flag]} "
+                "(use flower-supernode)"
+            )
     for i, word in enumerate(args):
         value = word.split("=", 1)[1] if word.startswith("--isolation=") else None
         if word == "--isolation" and i + 1 < len(args):
@@ -153,7 +170,7 @@ class ResidentClientApps:
             insecure=self.insecure,
             root_certificates=self.certificates,
             interceptors=list(interceptors),
-            retry_invoker=make_simple_http_retry_invoker(),
+            retry_invoker=task_retry_invoker(),
         )
 
     def serve(self, stop: threading.Event) -> None:
@@ -168,7 +185,10 @@ class ResidentClientApps:
                 stop.wait(1.0)
                 continue
             if reply.HasField("task") and reply.token:
-                self.run_task(reply.token)
+                try:
+                    self.run_task(reply.token)
+                except (Exception, RunNotRunningException) as ex:  # the node keeps serving
+                    log(ERROR, "tandem-supernode: task could not be completed", exc_info=ex)
             else:
                 stop.wait(POLL_SECONDS)
 
@@ -189,6 +209,8 @@ class ResidentClientApps:
             app = self.load(get_project_dir(run.fab_id, run.fab_version, fab.hash_str))
             reply = app(message=message, context=context)
             status, details = SubStatus.COMPLETED, ""
+        except RunNotRunningException:  # the run was stopped: nobody waits for a reply
+            reply, status, details = None, SubStatus.STOPPED, "the run is no longer running"
         except Exception as ex:  # the app's error goes back to the server, as in flwr-clientapp
             code = ErrorCode.CLIENT_APP_RAISED_EXCEPTION
             if isinstance(ex, LoadClientAppError):
@@ -198,14 +220,18 @@ class ResidentClientApps:
             if message is not None:
                 reply = Message(Error(code=code, reason=details), reply_to=message)
         finally:
+            if heartbeat.is_running:  # no heartbeat may race the task's end
+                heartbeat.stop()
             try:
                 if reply is not None and context is not None:
                     push_message(client, reply, context)
-            except Exception as ex:
+            except (Exception, RunNotRunningException) as ex:
                 log(ERROR, "tandem-supernode: failed to push the reply", exc_info=ex)
                 status, details = SubStatus.FAILED, f"reply not delivered: {ex}"
-            push_task_output(client=client, context=context, sub_status=status, details=details)
-            heartbeat.stop()
+            try:
+                push_task_output(client=client, context=context, sub_status=status, details=details)
+            except (Exception, RunNotRunningException) as ex:
+                log(ERROR, "tandem-supernode: failed to report the task's status", exc_info=ex)
             client.close()
             self.tasks_run += 1
             release_free_memory()
@@ -218,12 +244,30 @@ class ResidentClientApps:
         if app_dir != self.app_dir:
             forget_modules_of(app_dir, self.app_dir)
             self.app_dir = app_dir
-        config = get_project_config(app_dir)
-        reference = config["tool"]["flwr"]["app"]["components"]["clientapp"]
+        try:
+            config = get_project_config(app_dir)
+            reference = config["tool"]["flwr"]["app"]["components"]["clientapp"]
+        except Exception as ex:
+            raise LoadClientAppError(f"the bundle in {app_dir} names no ClientApp: {ex}") from ex
         app = load_app(reference, LoadClientAppError, app_dir)
         if not isinstance(app, ClientApp):
             raise LoadClientAppError(f"{reference} in {app_dir} is not a ClientApp")
         return app
+
+
+def task_retry_invoker() -> RetryInvoker:
+    """Flower's Runtime API retry policy, except that a 401 (a task token revoked or expired) fails
+    the call: Flower's policy sends SIGINT to its own process then, which here is the SuperNode."""
+    invoker = make_simple_http_retry_invoker()
+    flower_policy = invoker.should_giveup
+
+    def should_giveup(exc: Exception) -> bool:
+        if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 401:
+            return True
+        return flower_policy(exc) if flower_policy is not None else False
+
+    invoker.should_giveup = should_giveup
+    return invoker
 
 
 def pull_task_input(client: RuntimeHttpClient) -> tuple[Message, Context, Run, Fab]:
@@ -234,8 +278,16 @@ def pull_task_input(client: RuntimeHttpClient) -> tuple[Message, Context, Run, F
     TaskIdentity.node_id = task.context.node_id
     context = context_from_proto(task.context)
     pulled = client.PullMessages(PullAppMessagesRequest())
+    wait, deadline = OBJECT_BACKOFF_SECONDS, time.monotonic() + MESSAGE_WAIT_SECONDS
+    while not pulled.messages_list and time.monotonic() < deadline:
+        time.sleep(wait)  # the SuperNode creates the task just before it stores the message
+        wait = min(2 * wait, 1.0)
+        pulled = client.PullMessages(PullAppMessagesRequest())
     if not pulled.messages_list:
-        raise RuntimeError("the SuperNode's Runtime API returned no message for this task")
+        raise RuntimeError(
+            f"the SuperNode's Runtime API returned no message for this task in "
+            f"{MESSAGE_WAIT_SECONDS:.0f} s"
+        )
     node, tree = Node(node_id=context.node_id), pulled.message_object_trees[0]
     message = pull_and_inflate_object_from_tree(
         tree,
@@ -244,6 +296,7 @@ def pull_task_input(client: RuntimeHttpClient) -> tuple[Message, Context, Run, F
             client.ConfirmMessageReceived, node, context.run_id
         ),
         return_type=Message,
+        max_tries_per_object=None,  # Flower's overall limit (2 h) still applies
         initial_backoff=OBJECT_BACKOFF_SECONDS,
         backoff_cap=1.0,
     )
@@ -252,9 +305,10 @@ def pull_task_input(client: RuntimeHttpClient) -> tuple[Message, Context, Run, F
 
 
 def task_heartbeat(client: RuntimeHttpClient) -> Callable[[], bool]:
-    """A task's heartbeat. Unlike ``flwr-clientapp``'s, which stops its own process with SIGINT when
-    the SuperNode no longer knows the task, this one only stops beating: the resident process is
-    the SuperNode itself, and the task's reply will be refused anyway."""
+    """A task's heartbeat that stops beating, rather than stopping the process, once the SuperNode
+    no longer knows the task: ``flwr-clientapp``'s raises SIGINT then, which here would stop the
+    SuperNode itself. (A revoked token answers 401; :func:`task_retry_invoker` turns that into an
+    error of the call.)"""
     request, gone = SendTaskHeartbeatRequest(), threading.Event()
 
     def beat() -> bool:
@@ -267,6 +321,8 @@ def task_heartbeat(client: RuntimeHttpClient) -> Callable[[], bool]:
         except httpx.HTTPStatusError as err:
             if err.response.status_code in (503, 504):
                 return False
+            known = False
+        except RunNotRunningException:
             known = False
         if not known:
             gone.set()
@@ -282,8 +338,9 @@ def forget_modules_of(app_dir: Path, previous: Path | None) -> None:
     if previous is not None and str(previous) in sys.path:
         sys.path.remove(str(previous))
     tops = {p.stem for p in app_dir.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
+    tops -= set(sys.stdlib_module_names)  # a bundle never replaces the standard library
     root = app_dir.resolve()
-    for name in [m for m in sys.modules if m.split(".", 1)[0] in tops]:
+    for name in [m for m in list(sys.modules) if m.split(".", 1)[0] in tops]:
         origin = getattr(sys.modules[name], "__file__", None)
         if origin is None or not Path(origin).resolve().is_relative_to(root):
             del sys.modules[name]

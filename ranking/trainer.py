@@ -59,7 +59,7 @@ class PlainSGD:
     (about 100 MB of resident memory, measured on an edge client with torch 2.13)."""
 
     def __init__(self, params: Iterable[nn.Parameter], lr: float) -> None:
-        self.params = [p for p in params if p.requires_grad]
+        self.params = list(params)  # like torch.optim.SGD: a step skips those without a grad
         self.lr = float(lr)
 
     def zero_grad(self, set_to_none: bool = True) -> None:

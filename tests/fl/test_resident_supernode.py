@@ -83,3 +83,53 @@ def test_a_task_the_supernode_forgot_stops_its_heartbeat_without_stopping_the_pr
     assert beat() and client.calls == 1
     assert beat() and client.calls == 2  # not known any more: no SIGINT, no failure to retry
     assert beat() and client.calls == 2  # and no more heartbeats for this task
+
+
+def test_a_task_that_fails_outside_the_app_does_not_stop_the_executor(monkeypatch):
+    import threading
+
+    from fl.resident_supernode import ResidentClientApps
+
+    executor = ResidentClientApps("127.0.0.1:1", True, None)
+    stop, acquired = threading.Event(), []
+
+    class _Runtime:
+        def AcquireTask(self, request):  # noqa: N802 (Flower's RPC name)
+            acquired.append(request)
+            if len(acquired) == 3:
+                stop.set()
+            return types.SimpleNamespace(HasField=lambda name: True, token="token")
+
+    def fails(token: str) -> None:
+        raise RuntimeError("the reply could not be pushed")
+
+    monkeypatch.setattr(executor, "_client", lambda *interceptors: _Runtime())
+    monkeypatch.setattr(executor, "run_task", fails)
+    executor.serve(stop)
+    assert len(acquired) == 3  # it went on asking for tasks after each failure
+
+
+def test_flags_that_need_a_separate_executor_are_refused():
+    for flag in ("--superexec-auth-secret-file=secret", "--allow-runtime-dependency-installation"):
+        with pytest.raises(ResidentSupernodeError, match=flag.split("=")[0]):
+            supernode_argv(["--insecure", flag])
+
+
+def _status_error(code: int):
+    import httpx
+
+    request = httpx.Request("POST", "http://127.0.0.1:1/x")
+    return httpx.HTTPStatusError("status", request=request, response=httpx.Response(code))
+
+
+def test_a_revoked_task_token_fails_the_call_instead_of_signalling_the_node(monkeypatch):
+    import os
+
+    from fl.resident_supernode import task_retry_invoker
+
+    killed = []
+    monkeypatch.setattr(os, "kill", lambda *args: killed.append(args))
+    giveup = task_retry_invoker().should_giveup
+    assert giveup(_status_error(401)) is True  # Flower's policy would SIGINT the process here
+    assert giveup(_status_error(503)) is False  # still retried
+    assert killed == []
