@@ -162,7 +162,6 @@ class ResidentClientApps:
     def __init__(self, address: str, insecure: bool, certificates: bytes | None) -> None:
         self.address, self.insecure, self.certificates = address, insecure, certificates
         self.app_dir: Path | None = None
-        self.tasks_run = 0
 
     def _client(self, *interceptors: object) -> RuntimeHttpClient:
         return RuntimeHttpClient.from_server_address(
@@ -233,7 +232,6 @@ class ResidentClientApps:
             except (Exception, RunNotRunningException) as ex:
                 log(ERROR, "tandem-supernode: failed to report the task's status", exc_info=ex)
             client.close()
-            self.tasks_run += 1
             release_free_memory()
             kind = message.metadata.message_type if message is not None else "unknown"
             seconds = time.perf_counter() - started
