@@ -75,6 +75,35 @@ def dataset_file(name: str, workdir: Path) -> Path:
     return path
 
 
+def content_file(name: str, workdir: Path) -> Path:
+    """The catalog's content vectors (tiny CLIP trained on the items' images and titles, as
+    ``encoder=tiny_trained`` with seed 0; cached under ``.cache/tandem``) as a ``.npy`` file.
+
+    Computed in a spawned process, which keeps open_clip and its threads out of this one (it
+    forks Ray's processes for every simulation)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    path = workdir / f"{name}-content.npy"
+    if not path.exists():
+        data = dataset_file(name, workdir)
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            pool.submit(_write_content_vectors, data, path).result()
+    return path
+
+
+def _write_content_vectors(data: Path, path: Path) -> None:
+    import yaml
+
+    from ranking.storage import load_dataset
+    from simulations.content import content_vectors
+
+    cfg = yaml.safe_load((ROOT / "conf" / "encoder" / "tiny_trained.yaml").read_text())
+    cfg["seed"] = 0
+    catalog = load_dataset(data).catalog
+    np.save(path, content_vectors(cfg, catalog, ROOT / ".cache" / "tandem"))
+
+
 def with_ci(row: dict, ranks: np.ndarray) -> dict:
     low, high = bootstrap_ci(ranks, ndcg, 10, resamples=RESAMPLES)
     row.update({"ndcg@10_ci": (high - low) / 2, "ndcg@10_ci_low": low, "ndcg@10_ci_high": high})
@@ -192,10 +221,12 @@ def experiments(
     dp_sigmas: tuple[float, ...] = (0.5, 0.7, 1.0),
     dp_tau: float | None = None,
     dp_hidden: int | None = None,
+    dp_freeze: bool = False,
 ) -> list[tuple[str, FederatedSettings, str]]:
-    """``(method, settings, reference method)`` of a group (``dp_tau``: FedAdam's tau, and
-    ``dp_hidden``: the model's hidden size, for the DP runs only; the non-private reference keeps
-    the base strategy and model)."""
+    """``(method, settings, reference method)`` of a group (``dp_tau``: FedAdam's tau,
+    ``dp_hidden``: the model's hidden size, and ``dp_freeze``: the item table kept out of training
+    and of the release, for the DP runs only; the non-private reference keeps the base strategy and
+    model, and both start from the base's item table, e.g. content-initialised)."""
     if group == "accuracy":  # each against central on the same users (when central ran)
         return [
             ("federated dense", base.replace(update_encoding="dense", quantize="none"), "central"),
@@ -247,15 +278,18 @@ def experiments(
                 )
         return out
     if group == "dp":
-        variant = (f" tau {dp_tau:g}" if dp_tau is not None else "") + (
-            f" hidden {dp_hidden}" if dp_hidden is not None else ""
+        init = " content-init" if base.item_table_init else ""
+        variant = (
+            (f" tau {dp_tau:g}" if dp_tau is not None else "")
+            + (f" hidden {dp_hidden}" if dp_hidden is not None else "")
+            + (" frozen item table" if dp_freeze else "")
         )
         # a variant's runs get their own reference row (the same non-private run, run again)
-        reference = "federated row-sparse int8 poisson" + (
+        reference = f"federated row-sparse int8 poisson{init}" + (
             f", reference of{variant}" if variant else ""
         )
         out = [(reference, base.replace(client_sampling="poisson"), "")]
-        private = base
+        private = base.replace(freeze_item_table=dp_freeze)
         if dp_tau is not None:
             private = base.replace(
                 strategy=StrategySpec.from_mapping({**base.strategy.to_dict(), "tau": dp_tau})
@@ -268,7 +302,7 @@ def experiments(
         for sigma in dp_sigmas:
             out.append(
                 (
-                    f"dp sigma {sigma}{variant}",
+                    f"dp sigma {sigma}{init}{variant}",
                     private.replace(dp_noise_multiplier=sigma, dp_clipping_norm=DP_CLIP),
                     reference,
                 )
@@ -306,6 +340,18 @@ def main() -> None:
         help="the model's hidden size for the dp group's private runs (default: the base model's)",
     )
     parser.add_argument(
+        "--dp-freeze-item-table",
+        action="store_true",
+        help="the dp group's private runs keep the item table fixed (out of the private release)",
+    )
+    parser.add_argument(
+        "--item-table-init",
+        choices=["random", "content"],
+        default="random",
+        help="round 0's item table: random, or the PCA of the catalog's tiny-CLIP content vectors "
+        "(encoder=tiny_trained, trained on the items' images and titles; public data)",
+    )
+    parser.add_argument(
         "--methods", nargs="*", default=None, help="run only these methods of the groups"
     )
     parser.add_argument(
@@ -330,13 +376,22 @@ def main() -> None:
             # round 1 (it did not finish in 10 min with Flower's dispatcher): unordered by default
             order_nodes_by_partition=name != "synthetic20k" or args.order_nodes,
         )
+        if args.item_table_init == "content":
+            base = base.replace(item_table_init=str(content_file(name, workdir)))
         ranks: dict[str, np.ndarray] = {}
         if not args.no_central:
             row, ranks["central"] = central_row(name, base)
             rows.append(row)
             print(row, flush=True)
         for group in args.groups:
-            planned = experiments(group, base, tuple(args.dp_sigmas), args.dp_tau, args.dp_hidden)
+            planned = experiments(
+                group,
+                base,
+                tuple(args.dp_sigmas),
+                args.dp_tau,
+                args.dp_hidden,
+                args.dp_freeze_item_table,
+            )
             wanted = set(args.methods or [m for m, _, _ in planned])
             wanted |= {ref for m, _, ref in planned if m in wanted and ref}
             for method, settings, ref in planned:

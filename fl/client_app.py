@@ -193,7 +193,8 @@ def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
         touched = np.empty(0, dtype=np.int64)
         if settings.update_encoding == "row-sparse":
             keys = EMBEDDING_KEYS
-            touched = rows_to_send(settings, sequences, new_state, global_state)
+            if not settings.freeze_item_table:  # a frozen table: no rows to send
+                touched = rows_to_send(settings, sequences, new_state, global_state)
         payload = encode_update(new_state, keys, touched, settings.quantize, global_state)
         metrics = MetricRecord(
             {

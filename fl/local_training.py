@@ -69,6 +69,8 @@ def train_locally(
     ``max_steps`` is a device's cap on local optimizer steps (``None``: no cap).
     """
     set_state(network, global_state)
+    # a reused network keeps requires_grad from the last call: set it every time
+    network.item_emb.ids.weight.requires_grad_(not settings.freeze_item_table)
     cfg = local_train_config(settings, seed=client_seed(settings, round_, pid))
     if settings.local_batch_size:
         cfg = cfg.replace(batch_size=settings.local_batch_size)

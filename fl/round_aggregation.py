@@ -10,6 +10,10 @@ aggregate (or the row-sparse mean), then the strategy's server optimiser.
   - otherwise the strategy's own aggregation of the dense replies.
 * **Server optimiser**: the first three hand their aggregate to the strategy as one reply, and
   FedAvg, FedAvgM, FedAdam or FedYogi take their step from it.
+
+With ``fl.freeze-item-table`` (:mod:`fl.item_table`) every update's item table is set back to the
+global one before all of this (so it spends none of a DP clipping norm and sways no robust rule),
+and the new state keeps the global table: DP noise drawn for it is discarded, post-processing.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from flwr.app import Message, MetricRecord, RecordDict
 
+from fl.item_table import FROZEN_KEYS, without_frozen_changes
 from fl.payload_format import DecodedUpdate, State
 from fl.private_aggregation import noised_mean
 from fl.robust_aggregation import RobustAggregator
@@ -102,6 +107,8 @@ def aggregate_round(
     template: Message,
 ) -> State | None:
     """The new global state, or ``None`` when the strategy released nothing."""
+    if settings.freeze_item_table:
+        accepted = [(r, without_frozen_changes(state, d), w) for r, d, w in accepted]
     accepted = _with_attack(settings, state, accepted)
     weight = float(sum(w for _, _, w in accepted))
     reply_to = accepted[0][0] if accepted else template
@@ -126,4 +133,7 @@ def aggregate_round(
     if arrays is None:
         return None
     # server optimisers (FedAdam...) return float64: keep the model's dtypes
-    return {k: np.asarray(v, dtype=state[k].dtype) for k, v in from_array_record(arrays).items()}
+    new = {k: np.asarray(v, dtype=state[k].dtype) for k, v in from_array_record(arrays).items()}
+    if settings.freeze_item_table:
+        new.update({k: state[k] for k in FROZEN_KEYS if k in state})
+    return new

@@ -35,6 +35,7 @@ from flwr.serverapp import Grid, ServerApp
 from tqdm import tqdm
 
 from fl.compression import decode_update
+from fl.item_table import with_content_item_table
 from fl.node_sampling import OrderedGrid, configure_round, node_partitions
 from fl.private_aggregation import dp_epsilon
 from fl.round_aggregation import aggregate_round
@@ -176,6 +177,8 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
     state = get_state(build_task_network(settings, n_items))
     if settings.init_checkpoint:
         state = warm_start_state(Path(settings.init_checkpoint), state)
+    if settings.item_table_init:
+        state = with_content_item_table(state, Path(settings.item_table_init))
     start = 0
     resumed = load_round_state(run_dir)
     rows = read_rounds(run_dir)

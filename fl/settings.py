@@ -117,6 +117,12 @@ class FederatedSettings:
     eval_every: int = 1
     # warm start: a checkpoint directory (ranking.checkpoint) whose weights are round 0's model
     init_checkpoint: str = ""
+    # round 0's item table from public content vectors (a .npy [n_items, C], e.g. CLIP's), by PCA
+    # to the table's width (fl.item_table); "" = random
+    item_table_init: str = ""
+    # clients train all but the item table and the server keeps it fixed (under DP it is then out
+    # of the private release)
+    freeze_item_table: bool = False
     # after the last round, export the best model for on-device inference (<run-dir>/device_model)
     export_device_model: bool = False
 
@@ -229,6 +235,10 @@ class FederatedSettings:
                 f"fl.over_selection={self.over_selection} with Poisson sampling: each node is "
                 "sampled at rate fl.fraction_train, which the privacy accounting uses; "
                 "over-selection applies to fixed-size sampling (fl.client_sampling=fixed)"
+            )
+        if self.item_table_init and self.init_checkpoint:
+            raise ConfigError(
+                "fl.item_table_init and fl.init_checkpoint both set round 0's item table: set one"
             )
         if self.dp_enabled and self.client_sampling == "fixed":
             raise ConfigError(

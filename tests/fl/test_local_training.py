@@ -116,3 +116,18 @@ def test_local_sgd_training_does_not_import_torch_dynamo():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_frozen_item_table_stays_put_while_the_rest_trains(network, optimizer):
+    sequences = _one_user(23)
+    state = get_state(network)
+    key = "item_emb.ids.weight"
+    frozen = _settings(freeze_item_table=True, client_optimizer=optimizer, lr=0.5)
+    train_locally(frozen, network, state, sequences, round_=1, pid=0)
+    after = get_state(network)
+    assert np.array_equal(after[key], state[key])
+    assert any(not np.array_equal(after[k], state[k]) for k in state if k != key)
+    # the same (reused) network trains its table again once the setting is off
+    train_locally(_settings(client_optimizer=optimizer, lr=0.5), network, state, sequences, 1, 0)
+    assert not np.array_equal(get_state(network)[key], state[key])

@@ -187,3 +187,32 @@ def test_over_selection_is_refused_where_the_sampling_rate_is_the_privacy_parame
         FederatedSettings.create(over_selection=1.5, client_sampling="poisson")
     with pytest.raises(ConfigError, match="over_selection"):
         FederatedSettings.create(over_selection=0.5)
+
+
+@pytest.mark.parametrize("encoding", ["dense", "row-sparse"])
+def test_dp_with_a_frozen_content_initialised_item_table_moves_only_the_other_layers(
+    base, tmp_path, encoding
+):
+    from fl.item_table import content_table
+
+    content = np.random.default_rng(4).normal(size=(N_ITEMS, 24))
+    np.save(tmp_path / "content.npy", content)
+    rows, _, final = _run(
+        base,
+        tmp_path,
+        strategy=FederatedSettings.create(strategy=_strategy("fedadam")).strategy,
+        fraction_train=0.75,
+        dp_noise_multiplier=0.5,
+        dp_clipping_norm=0.5,
+        update_encoding=encoding,
+        quantize="int8",
+        item_table_init=str(tmp_path / "content.npy"),
+        freeze_item_table=True,
+    )
+    assert all(r["aggregated"] and r["dp_release"] for r in rows[1:])
+    key = "item_emb.ids.weight"
+    expected = content_table(content, final[key].shape[1])
+    np.testing.assert_allclose(final[key][1:], expected, rtol=1e-5, atol=1e-6)
+    assert not final[key][0].any()
+    initial = get_state(build_task_network(base, N_ITEMS))
+    assert any(not np.array_equal(final[k], initial[k]) for k in final if k != key)
