@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 from fl.server_app import FINAL_MODEL, best_round, read_rounds  # noqa: E402
 from fl.settings import FederatedSettings  # noqa: E402
 from fl.strategies import StrategySpec  # noqa: E402
-from fl.task import task_data  # noqa: E402
+from fl.task import task_content, task_data  # noqa: E402
 from ranking.evaluation import query_ranks  # noqa: E402
 from ranking.metrics import bootstrap_ci, hit_rate, ndcg  # noqa: E402
 from ranking.recommender import SequenceRecommender, load_recommender  # noqa: E402
@@ -129,7 +129,10 @@ def central_row(name: str, settings: FederatedSettings) -> tuple[dict, np.ndarra
     data = task_data(settings)
     t0 = time.perf_counter()
     spec = settings.model.with_train(progress=False, seed=settings.seed)
-    model = SequenceRecommender.from_spec(spec).fit(data.train, validation=data.heldout)
+    # the same content input as the federated runs (a content-initialised table is theirs only)
+    content = task_content(settings, data.dataset.catalog.n_items)
+    model = SequenceRecommender.from_spec(spec, content=content)
+    model.fit(data.train, validation=data.heldout)
     ranks = query_ranks(model, data.heldout, "test")
     row = {
         "dataset": name,
@@ -278,7 +281,9 @@ def experiments(
                 )
         return out
     if group == "dp":
-        init = " content-init" if base.item_table_init else ""
+        init = (" content-init" if base.item_table_init else "") + (
+            " content-input" if base.content_vectors else ""
+        )
         variant = (
             (f" tau {dp_tau:g}" if dp_tau is not None else "")
             + (f" hidden {dp_hidden}" if dp_hidden is not None else "")
@@ -352,6 +357,12 @@ def main() -> None:
         "(encoder=tiny_trained, trained on the items' images and titles; public data)",
     )
     parser.add_argument(
+        "--content-vectors",
+        action="store_true",
+        help="every run's model also gets the catalog's tiny-CLIP content vectors as its content "
+        "input (fl.content_vectors: ID rows plus a learned projection of the content)",
+    )
+    parser.add_argument(
         "--methods", nargs="*", default=None, help="run only these methods of the groups"
     )
     parser.add_argument(
@@ -378,6 +389,8 @@ def main() -> None:
         )
         if args.item_table_init == "content":
             base = base.replace(item_table_init=str(content_file(name, workdir)))
+        if args.content_vectors:
+            base = base.replace(content_vectors=str(content_file(name, workdir)))
         ranks: dict[str, np.ndarray] = {}
         if not args.no_central:
             row, ranks["central"] = central_row(name, base)

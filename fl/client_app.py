@@ -42,6 +42,7 @@ from fl.task import (
     get_state,
     reusable_task_network,
     set_state,
+    task_content,
     task_data,
     to_array_record,
 )
@@ -221,7 +222,9 @@ def make_client_app(base: FederatedSettings | None = None) -> ClientApp:
     def evaluate_handler(msg: Message, context: Context) -> Message:
         settings = settings_for(base_layer, context, msg)
         interactions, _, n_items = client_interactions(settings, context)
-        recommender = SequenceRecommender.from_spec(settings.model, n_items=n_items)
+        recommender = SequenceRecommender.from_spec(
+            settings.model, n_items=n_items, content=task_content(settings, n_items)
+        )
         set_state(recommender.network, from_array_record(msg.content["arrays"]))
         split = leave_one_out(interactions)
         n = len(split.test)

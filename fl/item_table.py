@@ -36,19 +36,22 @@ FROZEN_KEYS = EMBEDDING_KEYS
 """The arrays ``fl.freeze-item-table`` keeps fixed: the item ID table."""
 
 
-def load_content_vectors(path: Path, n_items: int) -> np.ndarray:
-    """``[n_items, C]`` finite content vectors from a ``.npy`` file (a clear error otherwise)."""
+def load_content_vectors(
+    path: Path, n_items: int, setting: str = "fl.item_table_init"
+) -> np.ndarray:
+    """``[n_items, C]`` finite content vectors from a ``.npy`` file (a clear error otherwise,
+    naming ``setting`` and the file)."""
     try:
         vectors = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"fl.item_table_init={path}: cannot read a .npy array ({exc})") from exc
+        raise ConfigError(f"{setting}={path}: cannot read a .npy array ({exc})") from exc
     if vectors.ndim != 2 or vectors.shape[0] != n_items or vectors.shape[1] < 1:
         raise ConfigError(
-            f"fl.item_table_init={path}: expected content vectors of shape [n_items={n_items}, C], "
+            f"{setting}={path}: expected content vectors of shape [n_items={n_items}, C], "
             f"got {list(vectors.shape)}"
         )
     if not np.issubdtype(vectors.dtype, np.number) or not np.isfinite(vectors).all():
-        raise ConfigError(f"fl.item_table_init={path}: the vectors must be finite numbers")
+        raise ConfigError(f"{setting}={path}: the vectors must be finite numbers")
     return vectors.astype(np.float64)
 
 

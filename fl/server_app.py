@@ -48,6 +48,7 @@ from fl.task import (
     get_state,
     record_nbytes,
     state_scorer,
+    task_content,
     task_data,
     to_array_record,
 )
@@ -102,7 +103,8 @@ def save_model(
 ) -> None:
     """The global model as a checkpoint in the one format (read by ``load_recommender``)."""
     meta = {"round": round_, "run_config": settings.to_run_config()}
-    save_checkpoint(path, settings.model, state, n_items, meta=meta)
+    content = task_content(settings, n_items)
+    save_checkpoint(path, settings.model, state, n_items, content=content, meta=meta)
 
 
 def evaluate_round(settings: FederatedSettings, state: State, heldout: Any) -> dict[str, float]:

@@ -120,6 +120,9 @@ class FederatedSettings:
     # round 0's item table from public content vectors (a .npy [n_items, C], e.g. CLIP's), by PCA
     # to the table's width (fl.item_table); "" = random
     item_table_init: str = ""
+    # the model's frozen content input (a .npy [n_items, C], e.g. CLIP's): every item vector is its
+    # ID row plus a learned projection of its content vector; every process reads the file
+    content_vectors: str = ""
     # clients train all but the item table and the server keeps it fixed (under DP it is then out
     # of the private release)
     freeze_item_table: bool = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -89,8 +90,24 @@ def _task_data(
 
 
 def build_task_network(settings: FederatedSettings, n_items: int) -> SequenceModel:
-    """The session model of the run, from its model spec (every process builds the same one)."""
-    return build_network(settings.model, n_items)
+    """The session model of the run, from its model spec and content vectors (every process
+    builds the same one)."""
+    return build_network(settings.model, n_items, task_content(settings, n_items))
+
+
+def task_content(settings: FederatedSettings, n_items: int) -> torch.Tensor | None:
+    """The model's frozen content input (``fl.content_vectors``), read once per process."""
+    if not settings.content_vectors:
+        return None
+    return _content(settings.content_vectors, n_items)
+
+
+@functools.lru_cache(maxsize=2)
+def _content(path: str, n_items: int) -> torch.Tensor:
+    from fl.item_table import load_content_vectors
+
+    vectors = load_content_vectors(Path(path), n_items, setting="fl.content_vectors")
+    return torch.as_tensor(vectors, dtype=torch.float32)
 
 
 _reusable = threading.local()
@@ -103,8 +120,8 @@ def reusable_task_network(settings: FederatedSettings, n_items: int) -> Sequence
     about an eighth of a client's round. Every caller loads a full state into it first
     (:func:`set_state` is strict, so no weight of an earlier round survives).
     """
-    key = (repr(settings.model), n_items)
-    cache: dict[tuple[str, int], SequenceModel] = _reusable.__dict__.setdefault("networks", {})
+    key = (repr(settings.model), n_items, settings.content_vectors)
+    cache: dict[tuple[str, int, str], SequenceModel] = _reusable.__dict__.setdefault("networks", {})
     if key not in cache:
         cache.clear()  # one run's model at a time
         cache[key] = build_task_network(settings, n_items)
@@ -145,8 +162,9 @@ def set_state(model: torch.nn.Module, state: State) -> None:
 
 def state_scorer(settings: FederatedSettings, state: State) -> SequenceRecommender:
     """A recommender holding ``state`` (built once, for as many evaluations as needed)."""
+    n_items = task_data(settings).dataset.catalog.n_items
     rec = SequenceRecommender.from_spec(
-        settings.model, n_items=task_data(settings).dataset.catalog.n_items
+        settings.model, n_items=n_items, content=task_content(settings, n_items)
     )
     set_state(rec.network, state)
     return rec

@@ -17,6 +17,7 @@ import os
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fl.client_app import make_client_app
@@ -100,7 +101,20 @@ def backend_from_cfg(cfg: Any) -> SimulationBackend:
 def simulate(
     settings: FederatedSettings, num_supernodes: int, backend: SimulationBackend | None = None
 ) -> None:
-    """Run tandem's federated apps with ``num_supernodes`` virtual clients (Ray backend)."""
+    """Run tandem's federated apps with ``num_supernodes`` virtual clients (Ray backend).
+
+    A bad ``fl.item_table_init`` or ``fl.content_vectors`` file is refused here, before Ray
+    starts, rather than in the ServerApp's thread."""
+    files = {"fl.item_table_init": settings.item_table_init}
+    files["fl.content_vectors"] = settings.content_vectors
+    if any(files.values()):
+        from fl.item_table import load_content_vectors
+        from fl.task import task_data
+
+        n_items = task_data(settings).dataset.catalog.n_items
+        for setting, path in files.items():
+            if path:
+                load_content_vectors(Path(path), n_items, setting)
     simulate_apps(make_server_app(settings), make_client_app(settings), num_supernodes, backend)
 
 

@@ -96,3 +96,16 @@ def test_an_update_loses_its_item_table_changes_and_rows():
 def test_content_initialisation_and_a_warm_start_checkpoint_conflict():
     with pytest.raises(ConfigError, match="item_table_init and fl.init_checkpoint"):
         FederatedSettings.create(item_table_init="c.npy", init_checkpoint="ckpt")
+
+
+def test_a_simulation_refuses_a_bad_content_file_before_starting(tmp_path):
+    from builders import world_settings
+
+    from simulations.flower_sim import simulate
+
+    settings = world_settings(tmp_path, n_items=30, n_users=12, seed=1)
+    np.save(tmp_path / "content.npy", np.zeros((29, 4)))
+    for setting in ("item_table_init", "content_vectors"):
+        bad = settings.replace(**{setting: str(tmp_path / "content.npy")})
+        with pytest.raises(ConfigError, match=rf"fl.{setting}=.*n_items=30"):
+            simulate(bad, num_supernodes=2)

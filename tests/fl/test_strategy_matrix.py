@@ -216,3 +216,33 @@ def test_dp_with_a_frozen_content_initialised_item_table_moves_only_the_other_la
     assert not final[key][0].any()
     initial = get_state(build_task_network(base, N_ITEMS))
     assert any(not np.array_equal(final[k], initial[k]) for k in final if k != key)
+
+
+def test_content_vectors_feed_the_model_and_their_projection_trains_under_dp(base, tmp_path):
+    from fl.task import task_content
+
+    content = np.random.default_rng(5).normal(size=(N_ITEMS, 24)).astype(np.float32)
+    np.save(tmp_path / "content.npy", content)
+    settings = base.replace(content_vectors=str(tmp_path / "content.npy"))
+    network = build_task_network(settings, N_ITEMS)
+    np.testing.assert_array_equal(network.item_emb.content.numpy(), content)
+    assert task_content(settings, N_ITEMS) is task_content(settings, N_ITEMS)  # read once
+    rows, initial, final = _run(
+        settings,
+        tmp_path,
+        strategy=FederatedSettings.create(strategy=_strategy("fedadam")).strategy,
+        fraction_train=0.75,
+        dp_noise_multiplier=0.5,
+        update_encoding="row-sparse",
+        quantize="int8",
+        freeze_item_table=True,
+    )
+    assert all(r["aggregated"] for r in rows[1:])
+    key = "item_emb.content_proj.weight"
+    assert key in final and not np.array_equal(final[key], initial[key])
+    assert np.array_equal(final["item_emb.ids.weight"], initial["item_emb.ids.weight"])
+    from fl.server_app import FINAL_MODEL
+    from ranking.recommender import load_recommender
+
+    model = load_recommender(tmp_path / "run" / FINAL_MODEL)  # the checkpoint carries the content
+    np.testing.assert_array_equal(model.network.item_emb.content.numpy(), content)
