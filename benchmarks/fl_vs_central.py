@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 
 from fl.server_app import FINAL_MODEL, best_round, read_rounds  # noqa: E402
 from fl.settings import FederatedSettings  # noqa: E402
-from fl.strategies import StrategySpec  # noqa: E402
+from fl.strategies import AdaptiveSettings, StrategySpec  # noqa: E402
 from fl.task import task_content, task_data  # noqa: E402
 from ranking.evaluation import query_ranks  # noqa: E402
 from ranking.metrics import bootstrap_ci, hit_rate, ndcg  # noqa: E402
@@ -146,11 +146,20 @@ def central_row(name: str, settings: FederatedSettings) -> tuple[dict, np.ndarra
     return with_ci(row, ranks), ranks
 
 
+def schedule_suffix(settings: FederatedSettings) -> str:
+    """`` cosine eta, warm-up 5`` where the server step is scheduled, else ``""``."""
+    spec = settings.strategy.settings
+    if not isinstance(spec, AdaptiveSettings):
+        return ""
+    out = f" {spec.eta_schedule} eta" if spec.eta_schedule != "constant" else ""
+    return out + (f" warm-up {spec.eta_warmup_rounds}" if spec.eta_warmup_rounds else "")
+
+
 def describe(settings: FederatedSettings, n_clients: int) -> str:
     spec = settings.strategy
     eta = getattr(spec.settings, "eta", None)
     parts = [
-        f"{spec.name}" + (f" eta {eta:g}" if eta is not None else ""),
+        f"{spec.name}" + (f" eta {eta:g}" if eta is not None else "") + schedule_suffix(settings),
         f"E={settings.local_epochs}",
         f"{settings.update_encoding}/{settings.quantize}",
         f"{settings.num_rounds} rounds",
@@ -281,8 +290,10 @@ def experiments(
                 )
         return out
     if group == "dp":
-        init = (" content-init" if base.item_table_init else "") + (
-            " content-input" if base.content_vectors else ""
+        init = (
+            (" content-init" if base.item_table_init else "")
+            + (" content-input" if base.content_vectors else "")
+            + schedule_suffix(base)
         )
         variant = (
             (f" tau {dp_tau:g}" if dp_tau is not None else "")
@@ -296,7 +307,7 @@ def experiments(
         out = [(reference, base.replace(client_sampling="poisson"), "")]
         private = base.replace(freeze_item_table=dp_freeze)
         if dp_tau is not None:
-            private = base.replace(
+            private = private.replace(
                 strategy=StrategySpec.from_mapping({**base.strategy.to_dict(), "tau": dp_tau})
             )
         if dp_hidden is not None:
@@ -325,6 +336,15 @@ def main() -> None:
     parser.add_argument("--no-central", action="store_true")
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--eta", type=float, default=0.002, help="FedAdam server step size")
+    parser.add_argument(
+        "--eta-schedule",
+        choices=["constant", "cosine"],
+        default="constant",
+        help="FedAdam's server step over the rounds (every run): constant, or cosine to 0",
+    )
+    parser.add_argument(
+        "--eta-warmup", type=int, default=0, help="rounds of linear warm-up of the server step"
+    )
     parser.add_argument(
         "--dp-sigmas",
         nargs="+",
@@ -382,7 +402,12 @@ def main() -> None:
             eval_every=args.eval_every,
             update_encoding="row-sparse",
             quantize="int8",
-            strategy={"name": "fedadam", "eta": args.eta},
+            strategy={
+                "name": "fedadam",
+                "eta": args.eta,
+                "eta_schedule": args.eta_schedule,
+                "eta_warmup_rounds": args.eta_warmup,
+            },
             # ordering 18,000 simulated nodes by partition id costs one query message each before
             # round 1 (it did not finish in 10 min with Flower's dispatcher): unordered by default
             order_nodes_by_partition=name != "synthetic20k" or args.order_nodes,

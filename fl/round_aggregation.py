@@ -29,6 +29,7 @@ from fl.private_aggregation import noised_mean
 from fl.robust_aggregation import RobustAggregator
 from fl.row_sparse_aggregation import aggregate_row_sparse
 from fl.simulated_attacks import little_is_enough
+from fl.strategies import schedule_server_step
 from fl.task import from_array_record, to_array_record
 from fl.update_matrix import UpdateMatrix, apply_flat_delta, flat_width
 
@@ -129,6 +130,7 @@ def aggregate_round(
         replies = [_one_reply(averaged, weight, reply_to)]
     else:
         replies = _dense_replies(accepted)
+    schedule_server_step(strategy, settings.strategy, round_, settings.num_rounds)
     arrays, _ = strategy.aggregate_train(round_, replies)
     if arrays is None:
         return None

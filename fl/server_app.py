@@ -267,6 +267,8 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
                 default=0.0,
             ),
         }
+        if aggregated and hasattr(strategy, "eta"):  # the server step this round took
+            row["eta"] = float(strategy.eta)
         if settings.dp_enabled:  # every round is one Poisson-subsampled Gaussian release
             row.update(
                 epsilon=dp_epsilon(

@@ -15,6 +15,7 @@ then the **server optimiser** (FedAdam, FedYogi, FedAvgM apply their step to the
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,9 @@ from flwr.serverapp import strategy as fs
 from ranking.errors import ConfigError
 from ranking.train_config import check_ranges
 from ranking.typed_config import dataclass_from_mapping
+
+ETA_SCHEDULES = ("constant", "cosine")
+"""How FedAdam/FedYogi's server step ``eta`` moves over the rounds."""
 
 if TYPE_CHECKING:
     from fl.settings import FederatedSettings
@@ -59,6 +63,11 @@ class AdaptiveSettings:
     beta_1: float = 0.9
     beta_2: float = 0.999
     tau: float = 1e-8
+    # the server step over the rounds: "constant" (eta), or "cosine" from eta down to
+    # eta * eta_min_fraction at the last round; the first eta_warmup_rounds rise linearly to eta
+    eta_schedule: str = "constant"
+    eta_warmup_rounds: int = 0
+    eta_min_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         check_ranges(
@@ -69,9 +78,23 @@ class AdaptiveSettings:
                 ("beta_1", 0 <= self.beta_1 < 1, "[0, 1)"),
                 ("beta_2", 0 <= self.beta_2 < 1, "[0, 1)"),
                 ("tau", self.tau > 0, "> 0"),
+                ("eta_schedule", self.eta_schedule in ETA_SCHEDULES, f"one of {ETA_SCHEDULES}"),
+                ("eta_warmup_rounds", self.eta_warmup_rounds >= 0, ">= 0"),
+                ("eta_min_fraction", 0 <= self.eta_min_fraction <= 1, "[0, 1]"),
             ],
             self,
         )
+
+    def eta_at(self, round_: int, num_rounds: int) -> float:
+        """The server step of round ``round_`` (1-based) of a run of ``num_rounds``."""
+        if round_ <= self.eta_warmup_rounds:
+            return self.eta * round_ / self.eta_warmup_rounds
+        if self.eta_schedule == "constant":
+            return self.eta
+        steps = num_rounds - self.eta_warmup_rounds  # rounds after the warm-up
+        progress = min(1.0, (round_ - self.eta_warmup_rounds - 1) / max(1, steps - 1))
+        low = self.eta_min_fraction
+        return self.eta * (low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 @dataclass(frozen=True)
@@ -142,6 +165,13 @@ class StrategyEntry:
 
 def _adaptive(s: AdaptiveSettings) -> dict[str, Any]:
     return {"eta": s.eta, "eta_l": s.eta_l, "beta_1": s.beta_1, "beta_2": s.beta_2, "tau": s.tau}
+
+
+def schedule_server_step(strategy: fs.Strategy, spec: StrategySpec, round_: int, n: int) -> None:
+    """Set the server step of round ``round_`` of ``n`` (FedAdam/FedYogi's ``eta`` schedule;
+    Flower's adaptive strategies read ``eta`` at every step). Other strategies keep theirs."""
+    if isinstance(spec.settings, AdaptiveSettings):
+        strategy.eta = spec.settings.eta_at(round_, n)  # type: ignore[attr-defined]
 
 
 STRATEGIES: dict[str, StrategyEntry] = {
