@@ -168,6 +168,8 @@ def describe(settings: FederatedSettings, n_clients: int) -> str:
     ]
     if not settings.order_nodes_by_partition:
         parts.append("nodes not ordered by partition")
+    if settings.heldout_fraction != FederatedSettings.heldout_fraction:
+        parts.append(f"{settings.heldout_fraction:.0%} of users held out")
     if settings.robust_aggregator != "none":
         parts.append(f"robust {settings.robust_aggregator}")
         if settings.robust_clip_start != "median":
@@ -337,6 +339,12 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--eta", type=float, default=0.002, help="FedAdam server step size")
     parser.add_argument(
+        "--heldout-fraction",
+        type=float,
+        default=0.1,
+        help="share of users held out for evaluation (more users resolve smaller differences)",
+    )
+    parser.add_argument(
         "--eta-schedule",
         choices=["constant", "cosine"],
         default="constant",
@@ -398,6 +406,7 @@ def main() -> None:
             data_path=str(dataset_file(name, workdir)),
             num_rounds=args.rounds,
             fraction_train=args.fraction,
+            heldout_fraction=args.heldout_fraction,
             partition="one_user_per_client",
             eval_every=args.eval_every,
             update_encoding="row-sparse",

@@ -40,6 +40,12 @@ __all__ = [
 ]
 
 
+def row_index_dtype(n_rows: int) -> np.dtype:
+    """The narrowest unsigned integer type that indexes a table of ``n_rows`` rows (``uint16``
+    up to 65,536 rows: a quarter of ``int64``'s bytes per sent row)."""
+    return np.min_scalar_type(max(0, n_rows - 1))
+
+
 def _is_float(a: np.ndarray) -> bool:
     return np.issubdtype(a.dtype, np.floating)
 
@@ -162,7 +168,7 @@ def encode_update(
                 f"touched rows of {key!r} must lie in 0..{x.shape[0] - 1}, "
                 f"got {int(rows[0])}..{int(rows[-1])}"
             )
-        payload[key + ROWS] = rows
+        payload[key + ROWS] = rows.astype(row_index_dtype(x.shape[0]))
         _encode_array(key + VALUES, change[rows].astype(x.dtype), quantize, payload)
     return payload
 

@@ -4,7 +4,8 @@ A payload is a flat ``dict[str, np.ndarray]`` (string keys, numpy arrays only, s
 one-to-one onto a Flower ``ArrayRecord``):
 
 * ``<key>``: a dense array (every state entry that is not an embedding table);
-* ``<key>::rows`` (``int64 [k]``, sorted, unique) and ``<key>::values`` (``[k, ...]``): the
+* ``<key>::rows`` (``[k]``, sorted, unique; the narrowest unsigned integer type that holds the
+  table's last row index, e.g. ``uint16`` for up to 65,536 rows; any integer type is accepted) and ``<key>::values`` (``[k, ...]``): the
   touched rows of an embedding table and their values;
 * quantised (``fp16`` / ``int8``) floating-point entries hold the change from the reference state
   (the global state the client started from), not the weights;

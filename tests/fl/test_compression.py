@@ -274,3 +274,17 @@ def test_row_sparse_aggregation_matches_dense_weighted_average(round_, quantize)
             assert np.array_equal(out[EMB][r], glob[EMB][r])
     want_dense = np.average([d for _, d, _, _ in decoded_full], axis=0, weights=weights)
     np.testing.assert_allclose(out["dense"], want_dense, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("n_rows", "dtype"),
+    [(200, np.uint8), (256, np.uint8), (257, np.uint16), (65_536, np.uint16), (65_537, np.uint32)],
+)
+def test_row_indices_travel_in_the_narrowest_type_that_holds_the_last_row(n_rows, dtype):
+    table = np.zeros((n_rows, 2), dtype=np.float32)
+    rows = np.array([0, n_rows - 1, n_rows // 2])
+    payload = encode_update({"emb": table}, ["emb"], rows, "none")
+    assert payload["emb::rows"].dtype == dtype
+    decoded, touched = decode_update(payload, {"emb": table})
+    assert touched["emb"].dtype == np.int64
+    assert touched["emb"].tolist() == sorted({0, n_rows - 1, n_rows // 2})
