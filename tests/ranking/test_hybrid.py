@@ -1,17 +1,14 @@
-"""Hybrid re-rankers: hand-checked blends, hard rules that hold, explanations, specs and configs."""
+"""Hybrid re-rankers: hand-checked blends, hard rules that hold, and explanations."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
+from rerank_world import FULL_RULES, N_ITEMS, request, world
 
 from ranking.data import Catalog
 from ranking.errors import ConfigError
 from ranking.hybrid import (
-    RERANKERS,
     Cascade,
     Constrained,
     NeuralOnly,
@@ -23,47 +20,6 @@ from ranking.hybrid import (
 )
 from ranking.metrics import intra_list_diversity, violation_rate
 from ranking.rules import MMR, CategoryCap, PopularityBoost, SeenFilter
-
-CONF = Path(__file__).resolve().parents[2] / "conf" / "reranker"
-N_ITEMS = 40
-
-
-def world(seed: int = 0, **overrides: object) -> RerankContext:
-    """40 items in 4 categories, with availability, creation times, popularity, prices, vectors."""
-    rng = np.random.default_rng(seed)
-    vectors = rng.normal(size=(N_ITEMS, 8)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    settings: dict[str, object] = {
-        "n_items": N_ITEMS,
-        "category": (np.arange(N_ITEMS) % 4).astype(np.int32),
-        "n_categories": 4,
-        "category_names": ("mug", "lamp", "hat", "rug"),
-        "available": np.arange(N_ITEMS) % 7 != 3,
-        "created_at": rng.uniform(0, 100, N_ITEMS),
-        "popularity": rng.integers(0, 50, N_ITEMS).astype(np.float64),
-        "attributes": {"price": rng.uniform(1, 10, N_ITEMS)},
-        "item_vectors": vectors,
-        "k": 5,
-    }
-    settings.update(overrides)
-    return RerankContext(**settings)  # type: ignore[arg-type]
-
-
-def request(rng: np.random.Generator, n: int = 20, pad: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    items = rng.choice(N_ITEMS, n, replace=False).astype(np.int64)
-    scores = rng.normal(size=n).astype(np.float32)
-    items[n - pad :] = -1
-    scores[n - pad :] = -np.inf
-    return items, scores
-
-
-FULL_RULES = [
-    {"name": "seen"},
-    {"name": "availability"},
-    {"name": "block_list", "items": [0, 1, 2, 5]},
-    {"name": "category_cap", "max_per_category": 2},
-]
-
 
 # ---- the baseline and the hand-checked blends -----------------------------------------------
 
@@ -348,100 +304,3 @@ def test_a_catalog_marking_every_item_available_reports_the_availability_rule_sk
     out = reranker(items, scores, some)
     assert out.items.tolist() == [0, 2, 4, 5] and not out.skipped
     assert "removed by availability" in out.explain(1)
-
-
-# ---- specs, validation and the config group -------------------------------------------------
-
-
-def test_bad_specs_are_config_errors_naming_what_was_wrong() -> None:
-    with pytest.raises(ConfigError, match="unknown reranker 'hybrid'"):
-        build_reranker({"name": "hybrid"})
-    with pytest.raises(ConfigError, match="reranker 'blend': unknown key 'weight'"):
-        build_reranker({"name": "blend", "weight": {"l2": 1}})
-    with pytest.raises(
-        ConfigError,
-        match=r"reranker 'blend': weights\['popularity'\] must be a finite number, got 'high'",
-    ):
-        build_reranker({"name": "blend", "weights": {"l2": 1, "popularity": "high"}})
-    with pytest.raises(ConfigError, match=r"weights\['l2'\] must be a finite number, got True"):
-        build_reranker({"name": "blend", "weights": {"l2": True}})
-    with pytest.raises(ConfigError, match="reranker 'blend': weights has unknown key 'novelty'"):
-        build_reranker({"name": "blend", "weights": {"l2": 1, "novelty": 0.1}})
-    with pytest.raises(ConfigError, match="reranker 'blend': normalise must be one of"):
-        build_reranker({"name": "blend", "normalise": "softmax"})
-    with pytest.raises(ConfigError, match="unknown rule 'diversity'"):
-        build_reranker({"name": "rules", "rules": [{"name": "diversity"}]})
-    with pytest.raises(ConfigError, match="may hold one diversifier"):
-        build_reranker({"name": "blend", "rules": [{"name": "mmr"}, {"name": "calibration"}]})
-    with pytest.raises(ConfigError, match="reranker 'cascade': top_n must be an integer >= 1"):
-        build_reranker({"name": "cascade", "top_n": 0})
-    with pytest.raises(ConfigError, match="rules must be a list"):
-        build_reranker({"name": "rules", "rules": {"name": "seen"}})
-
-
-def test_specs_rebuild_the_same_reranker() -> None:
-    specs = [
-        {"name": "neural"},
-        {"name": "rules", "rules": FULL_RULES},
-        {
-            "name": "blend",
-            "weights": {"l2": 1.0, "popularity": 0.2},
-            "normalise": "rank",
-            "rules": [{"name": "mmr", "lambda_": 0.6}],
-        },
-        {"name": "cascade", "top_n": 7, "rules": [{"name": "freshness", "half_life": 3.0}]},
-        {"name": "constrained", "rules": [{"name": "pin", "item": 4, "position": 1}]},
-    ]
-    assert sorted(RERANKERS) == sorted(s["name"] for s in specs)
-    ctx = world().for_request(history=np.array([3]), k=5)
-    items, scores = request(np.random.default_rng(4))
-    for spec in specs:
-        first = build_reranker(spec)
-        again = build_reranker(first.spec())
-        assert again.spec() == first.spec()
-        assert first(items, scores, ctx).items.tolist() == again(items, scores, ctx).items.tolist()
-
-
-def test_hydra_built_rule_objects_are_accepted() -> None:
-    rule = MMR(lambda_=0.5)
-    reranker = build_reranker({"name": "blend", "rules": [rule, {"name": "seen"}]})
-    assert reranker.rules[0] is rule and reranker.diversifier is rule
-
-
-@pytest.mark.parametrize("path", sorted(CONF.glob("*.yaml")), ids=lambda p: p.stem)
-def test_every_config_in_the_reranker_group_builds_and_reranks(path: Path) -> None:
-    spec = OmegaConf.load(path)
-    assert "_target_" not in spec
-    reranker = build_reranker(spec)
-    assert reranker.name == spec.name
-    assert build_reranker(reranker.spec()).spec() == reranker.spec()
-    band = np.array(["budget", "standard", "premium", "luxury"])[np.arange(N_ITEMS) % 4]
-    base = world(attributes={"price_band": band})
-    items, scores = request(np.random.default_rng(5))
-    out = reranker(items, scores, base.for_request(history=np.array([1, 2]), k=5))
-    assert len(out.items) == 5 and not out.skipped
-
-
-def test_the_config_group_holds_the_expected_rerankers() -> None:
-    names = {p.stem for p in CONF.glob("*.yaml")}
-    assert {
-        "neural",
-        "rules",
-        "blend",
-        "cascade",
-        "constrained",
-        "blend_mmr",
-        "blend_calibrated",
-    } <= names
-
-
-def test_boost_labels_must_be_unique() -> None:
-    two = [
-        {"name": "business_value", "attribute": "price"},
-        {"name": "business_value", "attribute": "x"},
-    ]
-    with pytest.raises(ConfigError, match="two boosts labelled 'business_value'"):
-        build_reranker({"name": "rules", "rules": two})
-    two[1]["label"] = "margin"
-    reranker = build_reranker({"name": "blend", "weights": {"l2": 1, "margin": 0.3}, "rules": two})
-    assert reranker.weights == {"business_value": 1.0, "margin": 0.3}
