@@ -5,8 +5,8 @@ one-to-one onto a Flower ``ArrayRecord``):
 
 * ``<key>``: a dense array (every state entry that is not an embedding table);
 * ``<key>::rows`` (``[k]``, sorted, unique; the narrowest unsigned integer type that holds the
-  table's last row index, e.g. ``uint16`` for up to 65,536 rows; any integer type is accepted) and ``<key>::values`` (``[k, ...]``): the
-  touched rows of an embedding table and their values;
+  table's last row index, e.g. ``uint16`` for up to 65,536 rows; any integer type is accepted)
+  and ``<key>::values`` (``[k, ...]``): the touched rows of an embedding table and their values;
 * quantised (``fp16`` / ``int8``) floating-point entries hold the change from the reference state
   (the global state the client started from), not the weights;
 * ``<key>::scale`` (``float32``): present only for int8-quantised arrays; one scale per row for

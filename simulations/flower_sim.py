@@ -105,16 +105,14 @@ def simulate(
 
     A bad ``fl.item_table_init`` or ``fl.content_vectors`` file is refused here, before Ray
     starts, rather than in the ServerApp's thread."""
-    files = {"fl.item_table_init": settings.item_table_init}
-    files["fl.content_vectors"] = settings.content_vectors
-    if any(files.values()):
+    if settings.item_table_init or settings.content_vectors:
         from fl.item_table import load_content_vectors
-        from fl.task import task_data
+        from fl.task import task_content, task_data
 
         n_items = task_data(settings).dataset.catalog.n_items
-        for setting, path in files.items():
-            if path:
-                load_content_vectors(Path(path), n_items, setting)
+        if settings.item_table_init:
+            load_content_vectors(Path(settings.item_table_init), n_items)
+        task_content(settings, n_items)  # reads and checks fl.content_vectors, kept for the apps
     simulate_apps(make_server_app(settings), make_client_app(settings), num_supernodes, backend)
 
 

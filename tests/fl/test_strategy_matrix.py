@@ -11,10 +11,11 @@ from in_process_grid import InProcessGrid, server_identity
 
 from fl.client_app import make_client_app
 from fl.robust_aggregation import AGGREGATORS
-from fl.server_app import load_round_state, run_rounds
+from fl.server_app import FINAL_MODEL, load_round_state, run_rounds
 from fl.settings import FederatedSettings
-from fl.strategies import STRATEGIES
-from fl.task import build_task_network, get_state
+from fl.strategies import STRATEGIES, AdaptiveSettings
+from fl.task import build_task_network, get_state, task_content
+from ranking.recommender import load_recommender
 
 N_ITEMS = 80
 SERVER_STEP = {"fedadam": 0.05, "fedyogi": 0.05}
@@ -219,8 +220,6 @@ def test_dp_with_a_frozen_content_initialised_item_table_moves_only_the_other_la
 
 
 def test_content_vectors_feed_the_model_and_their_projection_trains_under_dp(base, tmp_path):
-    from fl.task import task_content
-
     content = np.random.default_rng(5).normal(size=(N_ITEMS, 24)).astype(np.float32)
     np.save(tmp_path / "content.npy", content)
     settings = base.replace(content_vectors=str(tmp_path / "content.npy"))
@@ -241,8 +240,28 @@ def test_content_vectors_feed_the_model_and_their_projection_trains_under_dp(bas
     key = "item_emb.content_proj.weight"
     assert key in final and not np.array_equal(final[key], initial[key])
     assert np.array_equal(final["item_emb.ids.weight"], initial["item_emb.ids.weight"])
-    from fl.server_app import FINAL_MODEL
-    from ranking.recommender import load_recommender
-
     model = load_recommender(tmp_path / "run" / FINAL_MODEL)  # the checkpoint carries the content
     np.testing.assert_array_equal(model.network.item_emb.content.numpy(), content)
+
+
+@pytest.mark.parametrize("name", ["fedadam", "fedyogi"])
+def test_the_server_takes_the_scheduled_step(base, tmp_path, name):
+    """Round 1 of a two-round warm-up steps with eta / 2: the same client updates move every
+    weight half as far as with the constant step (Adam's step is linear in eta)."""
+    changes: dict[str, np.ndarray] = {}
+    for label, schedule in (("constant", {}), ("warm-up", {"eta_warmup_rounds": 2})):
+        spec = {**_strategy(name), **schedule}
+        rows, initial, final = _run(
+            base,
+            tmp_path / label,
+            num_rounds=1,
+            strategy=FederatedSettings.create(strategy=spec).strategy,
+        )
+        step = AdaptiveSettings(**{k: v for k, v in spec.items() if k != "name"}).eta_at(1, 1)
+        assert rows[-1]["eta"] == pytest.approx(step)
+        changes[label] = {k: final[k].astype(np.float64) - initial[k] for k in final}
+    full, half = changes["constant"], changes["warm-up"]
+    scale = max(float(np.abs(d).max()) for d in full.values())
+    assert scale > 0.01  # the round moved the model
+    for key, change in full.items():
+        assert np.abs(half[key] - 0.5 * change).max() <= 1e-3 * scale, key
