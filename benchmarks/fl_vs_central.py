@@ -216,6 +216,17 @@ def federated_row(name: str, method: str, settings: FederatedSettings) -> tuple[
     return with_ci(row, ranks), ranks
 
 
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """``["key=value", ...]`` -> ``{key: value}``; a pair without ``=`` stops the run naming it."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--dp-set: expected KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["synthetic"])
@@ -263,6 +274,14 @@ def main() -> None:
         "--dp-freeze-item-table",
         action="store_true",
         help="the dp group's private runs keep the item table fixed (out of the private release)",
+    )
+    parser.add_argument(
+        "--dp-set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="run-config settings of the dp group's private runs only, e.g. local-epochs=2 "
+        "strategy.fedadam.beta-1=0.95 (the reference keeps the base's)",
     )
     parser.add_argument(
         "--item-table-init",
@@ -325,6 +344,7 @@ def main() -> None:
                 args.dp_tau,
                 args.dp_hidden,
                 args.dp_freeze_item_table,
+                parse_overrides(args.dp_set),
             )
             wanted = set(args.methods or [m for m, _, _ in planned])
             wanted |= {ref for m, _, ref in planned if m in wanted and ref}

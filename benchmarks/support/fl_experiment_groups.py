@@ -7,6 +7,8 @@ over-selection), ``byzantine`` (attacks under the plain recipe and robust aggreg
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from fl.settings import FederatedSettings
 from fl.strategies import AdaptiveSettings, StrategySpec
 from fl.task import task_data
@@ -33,11 +35,13 @@ def experiments(
     dp_tau: float | None = None,
     dp_hidden: int | None = None,
     dp_freeze: bool = False,
+    dp_overrides: Mapping[str, str] | None = None,
 ) -> list[tuple[str, FederatedSettings, str]]:
     """``(method, settings, reference method)`` of a group (``dp_tau``: FedAdam's tau,
     ``dp_hidden``: the model's hidden size, and ``dp_freeze``: the item table kept out of training
     and of the release, for the DP runs only; the non-private reference keeps the base strategy and
-    model, and both start from the base's item table, e.g. content-initialised)."""
+    model, and both start from the base's item table, e.g. content-initialised; ``dp_overrides``:
+    run-config keys, e.g. ``{"local-epochs": "2"}``, set on the DP runs only)."""
     if group == "accuracy":  # each against central on the same users (when central ran)
         return [
             ("federated dense", base.replace(update_encoding="dense", quantize="none"), "central"),
@@ -98,6 +102,7 @@ def experiments(
             (f" tau {dp_tau:g}" if dp_tau is not None else "")
             + (f" hidden {dp_hidden}" if dp_hidden is not None else "")
             + (" frozen item table" if dp_freeze else "")
+            + "".join(f" {key} {value}" for key, value in (dp_overrides or {}).items())
         )
         # a variant's runs get their own reference row (the same non-private run, run again)
         reference = f"federated row-sparse int8 poisson{init}" + (
@@ -114,6 +119,8 @@ def experiments(
             private = private.replace(
                 model=model.replace(model={**model.model, "hidden": dp_hidden})
             )
+        if dp_overrides:
+            private = FederatedSettings.from_run_config(private.to_run_config(), dp_overrides)
         for sigma in dp_sigmas:
             out.append(
                 (

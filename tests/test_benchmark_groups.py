@@ -1,0 +1,43 @@
+"""The DP group of ``benchmarks/fl_vs_central.py``: private-only settings reach the private runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.support.fl_experiment_groups import DP_CLIP, experiments  # noqa: E402
+from fl.settings import FederatedSettings  # noqa: E402
+from ranking.errors import ConfigError  # noqa: E402
+
+
+def _base() -> FederatedSettings:
+    return FederatedSettings.create(strategy={"name": "fedadam", "eta": 0.002})
+
+
+def test_dp_overrides_reach_the_private_runs_only() -> None:
+    overrides = {"local-epochs": "2", "strategy.fedadam.beta-1": "0.95"}
+    planned = experiments("dp", _base(), (0.5, 0.7), dp_overrides=overrides)
+    (reference, ref_settings, _), *private = planned
+    assert ref_settings.local_epochs == 1 and ref_settings.strategy.settings.beta_1 == 0.9
+    assert ref_settings.dp_noise_multiplier == 0.0
+    assert [m for m, _, _ in private] == [
+        "dp sigma 0.5 local-epochs 2 strategy.fedadam.beta-1 0.95",
+        "dp sigma 0.7 local-epochs 2 strategy.fedadam.beta-1 0.95",
+    ]
+    for (_, settings, ref), sigma in zip(private, (0.5, 0.7), strict=True):
+        assert ref == reference and reference.endswith(
+            "local-epochs 2 strategy.fedadam.beta-1 0.95"
+        )
+        assert settings.local_epochs == 2 and settings.strategy.settings.beta_1 == 0.95
+        assert settings.dp_noise_multiplier == sigma and settings.dp_clipping_norm == DP_CLIP
+        assert settings.strategy.settings.eta == 0.002  # the rest of the base is kept
+
+
+def test_an_unknown_dp_override_names_the_key() -> None:
+    with pytest.raises(ConfigError, match="local_epoch"):
+        experiments("dp", _base(), (0.5,), dp_overrides={"local-epoch": "2"})
