@@ -256,7 +256,7 @@ def main() -> None:
         nargs="+",
         type=float,
         default=[0.5, 0.7, 1.0],
-        help="noise multipliers of the dp group",
+        help="noise multipliers of the dp group (0: the private runs' settings without DP)",
     )
     parser.add_argument(
         "--dp-tau",

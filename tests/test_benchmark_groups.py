@@ -41,3 +41,11 @@ def test_dp_overrides_reach_the_private_runs_only() -> None:
 def test_an_unknown_dp_override_names_the_key() -> None:
     with pytest.raises(ConfigError, match="local_epoch"):
         experiments("dp", _base(), (0.5,), dp_overrides={"local-epoch": "2"})
+
+
+def test_sigma_zero_is_the_private_settings_without_dp() -> None:
+    planned = experiments("dp", _base(), (0.0,), dp_overrides={"local-epochs": "2"})
+    method, settings, _ = planned[1]
+    assert method == "non-private local-epochs 2"
+    assert not settings.dp_enabled and settings.local_epochs == 2
+    assert settings.client_sampling == planned[0][1].client_sampling == "poisson"

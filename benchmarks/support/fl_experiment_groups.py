@@ -109,7 +109,8 @@ def experiments(
             f", reference of{variant}" if variant else ""
         )
         out = [(reference, base.replace(client_sampling="poisson"), "")]
-        private = base.replace(freeze_item_table=dp_freeze)
+        # sigma 0 is the private runs' settings without DP (same Poisson sampling, no clipping)
+        private = base.replace(freeze_item_table=dp_freeze, client_sampling="poisson")
         if dp_tau is not None:
             private = private.replace(
                 strategy=StrategySpec.from_mapping({**base.strategy.to_dict(), "tau": dp_tau})
@@ -124,7 +125,7 @@ def experiments(
         for sigma in dp_sigmas:
             out.append(
                 (
-                    f"dp sigma {sigma}{init}{variant}",
+                    (f"dp sigma {sigma}" if sigma > 0 else "non-private") + init + variant,
                     private.replace(dp_noise_multiplier=sigma, dp_clipping_norm=DP_CLIP),
                     reference,
                 )
