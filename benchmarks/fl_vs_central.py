@@ -256,7 +256,8 @@ def main() -> None:
         nargs="+",
         type=float,
         default=[0.5, 0.7, 1.0],
-        help="noise multipliers of the dp group (0: the private runs' settings without DP)",
+        help="noise multipliers of the dp group (0: the private runs' settings without DP, then the "
+        "reference of the private runs)",
     )
     parser.add_argument(
         "--dp-tau",
@@ -360,6 +361,7 @@ def main() -> None:
                     # the reference run of this invocation: a later run of the same reference
                     # replaces its row in the results file, so each compared row keeps its own
                     row["ref_ndcg@10"] = ndcg(ranks[ref], 10)
+                    row["reference"] = ref
                 row["machine"] = MACHINE
                 rows.append(row)
                 print(row, flush=True)

@@ -43,9 +43,10 @@ def test_an_unknown_dp_override_names_the_key() -> None:
         experiments("dp", _base(), (0.5,), dp_overrides={"local-epoch": "2"})
 
 
-def test_sigma_zero_is_the_private_settings_without_dp() -> None:
-    planned = experiments("dp", _base(), (0.0,), dp_overrides={"local-epochs": "2"})
-    method, settings, _ = planned[1]
-    assert method == "non-private local-epochs 2"
+def test_sigma_zero_is_the_private_settings_without_dp_and_their_reference() -> None:
+    planned = experiments("dp", _base(), (0.5, 0.0), dp_overrides={"local-epochs": "2"})
+    (reference, _, _), (method, settings, ref), (private, _, private_ref) = planned
+    assert method == "non-private local-epochs 2" and ref == reference
     assert not settings.dp_enabled and settings.local_epochs == 2
     assert settings.client_sampling == planned[0][1].client_sampling == "poisson"
+    assert private == "dp sigma 0.5 local-epochs 2" and private_ref == method

@@ -122,12 +122,15 @@ def experiments(
             )
         if dp_overrides:
             private = FederatedSettings.from_run_config(private.to_run_config(), dp_overrides)
-        for sigma in dp_sigmas:
+        # with sigma 0 planned, the private runs are compared with it (the same settings without
+        # DP), and it with the base's reference
+        same_settings = f"non-private{init}{variant}" if 0 in dp_sigmas else reference
+        for sigma in sorted(dp_sigmas):
             out.append(
                 (
-                    (f"dp sigma {sigma}" if sigma > 0 else "non-private") + init + variant,
+                    f"dp sigma {sigma}{init}{variant}" if sigma > 0 else same_settings,
                     private.replace(dp_noise_multiplier=sigma, dp_clipping_norm=DP_CLIP),
-                    reference,
+                    same_settings if sigma > 0 else reference,
                 )
             )
         return out
