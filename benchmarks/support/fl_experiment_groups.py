@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from fl.settings import FederatedSettings
-from fl.strategies import AdaptiveSettings, StrategySpec
+from fl.strategies import AdaptiveSettings
 from fl.task import task_data
 
 DP_CLIP = 1.0
@@ -108,20 +108,19 @@ def experiments(
         reference = f"federated row-sparse int8 poisson{init}" + (
             f", reference of{variant}" if variant else ""
         )
-        out = [(reference, base.replace(client_sampling="poisson"), "")]
-        # sigma 0 is the private runs' settings without DP (same Poisson sampling, no clipping)
-        private = base.replace(freeze_item_table=dp_freeze, client_sampling="poisson")
-        if dp_tau is not None:
-            private = private.replace(
-                strategy=StrategySpec.from_mapping({**base.strategy.to_dict(), "tau": dp_tau})
-            )
-        if dp_hidden is not None:
-            model = private.model
-            private = private.replace(
-                model=model.replace(model={**model.model, "hidden": dp_hidden})
-            )
-        if dp_overrides:
-            private = FederatedSettings.from_run_config(private.to_run_config(), dp_overrides)
+        poisson = base.replace(client_sampling="poisson")
+        out = [(reference, poisson, "")]
+        # the private runs: the base with Poisson sampling (sigma 0: without DP) and the variant's
+        # run-config keys
+        private_keys = {
+            **({f"strategy.{base.strategy.name}.tau": str(dp_tau)} if dp_tau is not None else {}),
+            **(
+                {f"model.{base.model.kind}.hidden": str(dp_hidden)} if dp_hidden is not None else {}
+            ),
+            **({"freeze-item-table": "true"} if dp_freeze else {}),
+            **(dp_overrides or {}),
+        }
+        private = FederatedSettings.from_run_config(poisson.to_run_config(), private_keys)
         # with sigma 0 planned, the private runs are compared with it (the same settings without
         # DP), and it with the base's reference
         same_settings = f"non-private{init}{variant}" if 0 in dp_sigmas else reference
