@@ -16,13 +16,17 @@ client updates, before the strategy's server optimiser:
 
 **Accounting.** Under add/remove-one adjacency (a neighbouring population has one client more or
 fewer) the sum has sensitivity ``C``, and every round is one Poisson-subsampled Gaussian mechanism
-with rate ``q`` and noise multiplier ``sigma``. :func:`dp_epsilon` composes them with the RDP
-accountant of Google's ``dp-accounting``. Every round releases a model, also one in which clients
+with rate ``q`` and noise multiplier ``sigma``. :func:`dp_epsilon` composes them with Google's
+``dp-accounting``: by default (``fl.dp_accountant=pld``) with privacy loss distributions, which
+give a tight epsilon for the Poisson-subsampled Gaussian (about 18% below the RDP bound at q 0.5%,
+sigma 0.45, 100 rounds); ``rdp`` uses the RDP accountant, an upper bound that is looser. Every round releases a model, also one in which clients
 dropped out or none was sampled (dropping out only lowers a client's participation), so every
 round is accounted.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 
@@ -53,15 +57,38 @@ def noised_mean(
     return total / expected_clients
 
 
-def dp_epsilon(rate: float, noise_multiplier: float, releases: int, delta: float) -> float:
-    """Epsilon at ``delta`` after ``releases`` Poisson-subsampled Gaussian releases (RDP,
-    add/remove-one adjacency), computed by ``dp-accounting``."""
+def dp_epsilon(
+    rate: float, noise_multiplier: float, releases: int, delta: float, accountant: str = "pld"
+) -> float:
+    """Epsilon at ``delta`` after ``releases`` Poisson-subsampled Gaussian releases (add/remove-one
+    adjacency), computed by ``dp-accounting`` with privacy loss distributions (``pld``) or RDP
+    (``rdp``)."""
+    if releases == 0:
+        return 0.0
+    if accountant == "pld":
+        one_release = _poisson_gaussian_pld(float(rate), float(noise_multiplier))
+        return float(one_release.self_compose(releases).get_epsilon_for_delta(delta))
+    if accountant != "rdp":
+        raise ValueError(f"fl.dp_accountant={accountant!r}: expected 'pld' or 'rdp'")
     from dp_accounting import GaussianDpEvent, PoissonSampledDpEvent
     from dp_accounting.rdp import RdpAccountant
 
-    if releases == 0:
-        return 0.0
-    accountant = RdpAccountant()
-    event = PoissonSampledDpEvent(rate, GaussianDpEvent(noise_multiplier))
-    accountant.compose(event, releases)
-    return float(accountant.get_epsilon(delta))
+    rdp = RdpAccountant()
+    rdp.compose(PoissonSampledDpEvent(rate, GaussianDpEvent(noise_multiplier)), releases)
+    return float(rdp.get_epsilon(delta))
+
+
+@lru_cache(maxsize=16)
+def _poisson_gaussian_pld(rate: float, noise_multiplier: float):  # noqa: ANN202
+    """One Poisson-subsampled Gaussian release as a privacy loss distribution, built as
+    ``dp-accounting``'s ``PLDAccountant`` builds it (built once a run: about 1 s; composing it
+    with itself for a round's count takes about 0.3 s)."""
+    from dp_accounting import NeighboringRelation
+    from dp_accounting.pld import privacy_loss_distribution
+
+    return privacy_loss_distribution.from_gaussian_mechanism(
+        standard_deviation=noise_multiplier,
+        value_discretization_interval=1e-4,
+        sampling_prob=rate,
+        neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+    )

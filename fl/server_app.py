@@ -272,9 +272,14 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
         if settings.dp_enabled:  # every round is one Poisson-subsampled Gaussian release
             row.update(
                 epsilon=dp_epsilon(
-                    settings.fraction_train, settings.dp_noise_multiplier, round_, settings.dp_delta
+                    settings.fraction_train,
+                    settings.dp_noise_multiplier,
+                    round_,
+                    settings.dp_delta,
+                    settings.dp_accountant,
                 ),
                 delta=settings.dp_delta,
+                dp_accountant=settings.dp_accountant,
                 dp_release=True,
                 dp_releases=round_,
             )

@@ -40,6 +40,7 @@ RUN_CONFIG_KINDS = ("sasrec", "gru4rec", "longshort")
 """Model kinds whose settings tables ``pyproject.toml`` lists (gru/lstm are gru4rec cells)."""
 NESTED = ("model", "strategy")
 SAMPLINGS = ("auto", "fixed", "poisson")
+ACCOUNTANTS = ("pld", "rdp")
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ class FederatedSettings:
     dp_noise_multiplier: float = 0.0
     dp_clipping_norm: float = 1.0
     dp_delta: float = 1e-6
+    # how epsilon is accounted (fl.private_aggregation.dp_epsilon): "pld" (privacy loss
+    # distributions, tight) or "rdp" (Renyi DP, an upper bound that is looser)
+    dp_accountant: str = "pld"
     # robust aggregation before the server optimiser (fl.robust_aggregation)
     robust_aggregator: str = "none"
     robust_trim: float = 0.1  # trimmed-mean: fraction cut at each end
@@ -158,6 +162,7 @@ class FederatedSettings:
                 ("dp_noise_multiplier", self.dp_noise_multiplier >= 0, ">= 0"),
                 ("dp_clipping_norm", self.dp_clipping_norm > 0, "> 0"),
                 ("dp_delta", 0 < self.dp_delta < 1, "(0, 1)"),
+                ("dp_accountant", self.dp_accountant in ACCOUNTANTS, f"one of {ACCOUNTANTS}"),
                 (
                     "client_sampling",
                     self.client_sampling in SAMPLINGS,

@@ -6,9 +6,10 @@
   10^5 coordinates the empirical standard deviation lies within 5 standard errors (``s / sqrt(2N)``)
   of ``sigma C / (q N)``, the mean within 5 ``s / sqrt(N)`` of 0, and the share within one standard
   deviation within 5 binomial standard errors of 68.27%.
-* **Accounting.** Epsilon after T rounds equals ``dp-accounting``'s RDP accountant composing T
-  Poisson-subsampled Gaussian events, built here directly; amplification makes it smaller than
-  the same releases without subsampling and than Mironov's unamplified bound.
+* **Accounting.** Epsilon after T rounds equals ``dp-accounting``'s accountant (PLD, the default,
+  or RDP) composing T Poisson-subsampled Gaussian events, built here directly; amplification makes
+  it smaller than the same releases without subsampling and than Mironov's unamplified bound, and
+  the PLD accountant's epsilon is below the RDP bound's.
 * **Sampling.** Poisson sampling includes each node with probability q (binomial bounds), and the
   same (seed, round) gives the same sample.
 """
@@ -18,11 +19,14 @@ import math
 import numpy as np
 import pytest
 from dp_accounting import GaussianDpEvent, PoissonSampledDpEvent
+from dp_accounting.pld import PLDAccountant
 from dp_accounting.rdp import RdpAccountant
 
 from fl.node_sampling import poisson_sample
 from fl.private_aggregation import clip_rows, dp_epsilon, noised_mean
+from fl.settings import FederatedSettings
 from fl.update_matrix import UpdateMatrix
+from ranking.errors import ConfigError
 
 GLOBAL = {"a": np.zeros((40, 8), np.float32), "b": np.zeros(30, np.float32)}
 WIDTH = 40 * 8 + 30
@@ -66,22 +70,42 @@ def test_the_noise_has_std_sigma_c_over_the_expected_sample_size():
     assert abs(inside - 0.6827) < 5 * math.sqrt(0.6827 * 0.3173 / n)
 
 
+@pytest.mark.parametrize("accountant", ["pld", "rdp"])
 @pytest.mark.parametrize(
     ("rate", "sigma", "rounds"), [(0.01, 1.0, 50), (0.005, 0.7, 100), (0.2, 2.0, 7)]
 )
-def test_epsilon_matches_dp_accounting_with_amplification(rate, sigma, rounds):
+def test_epsilon_matches_dp_accounting_with_amplification(rate, sigma, rounds, accountant):
     delta = 1e-6
-    accountant = RdpAccountant()
-    for _ in range(rounds):  # composed one round at a time, as the run releases them
-        accountant.compose(PoissonSampledDpEvent(rate, GaussianDpEvent(sigma)))
-    eps = dp_epsilon(rate, sigma, rounds, delta)
-    assert eps == pytest.approx(accountant.get_epsilon(delta), rel=1e-9)
-    unamplified = dp_epsilon(1.0, sigma, rounds, delta)
+    event = PoissonSampledDpEvent(rate, GaussianDpEvent(sigma))
+    if accountant == "pld":
+        direct = PLDAccountant().compose(event, rounds)
+    else:
+        direct = RdpAccountant()
+        for _ in range(rounds):  # composed one round at a time, as the run releases them
+            direct.compose(event)
+    eps = dp_epsilon(rate, sigma, rounds, delta, accountant)
+    assert eps == pytest.approx(direct.get_epsilon(delta), rel=1e-6)
+    unamplified = dp_epsilon(1.0, sigma, rounds, delta, accountant)
     assert eps < unamplified
     # Mironov's bound for T unsubsampled Gaussian releases is an upper bound for both
     mironov = rounds / (2 * sigma**2) + 2 * math.sqrt(rounds * math.log(1 / delta) / (2 * sigma**2))
     assert unamplified <= mironov
-    assert dp_epsilon(rate, sigma, rounds + 10, delta) > eps  # every release costs
+    assert dp_epsilon(rate, sigma, rounds + 10, delta, accountant) > eps  # every release costs
+
+
+@pytest.mark.parametrize(("rate", "sigma", "rounds"), [(0.005, 0.45, 100), (0.01, 0.5, 100)])
+def test_the_pld_accountant_is_tighter_than_the_rdp_bound(rate, sigma, rounds):
+    pld = dp_epsilon(rate, sigma, rounds, 1e-6, "pld")
+    rdp = dp_epsilon(rate, sigma, rounds, 1e-6, "rdp")
+    assert 0 < pld < 0.9 * rdp
+
+
+def test_an_unknown_accountant_is_refused_by_name():
+    with pytest.raises(ValueError, match="fl.dp_accountant='moments'"):
+        dp_epsilon(0.01, 1.0, 10, 1e-6, "moments")
+    with pytest.raises(ConfigError, match="fl.dp_accountant"):
+        FederatedSettings.create(dp_noise_multiplier=1.0, dp_accountant="moments")
+    assert FederatedSettings.create(dp_noise_multiplier=1.0).dp_accountant == "pld"
 
 
 def test_poisson_sampling_includes_each_node_with_the_rate_and_follows_the_seed():
