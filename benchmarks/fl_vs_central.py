@@ -213,6 +213,8 @@ def federated_row(name: str, method: str, settings: FederatedSettings) -> tuple[
     if "epsilon" in last:
         row["epsilon"] = last["epsilon"]
         row["delta"] = last["delta"]
+        # runs before fl.dp_accountant existed were accounted with RDP
+        row["dp_accountant"] = last.get("dp_accountant", "rdp")
     return with_ci(row, ranks), ranks
 
 
