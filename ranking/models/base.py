@@ -46,12 +46,22 @@ class ItemEmbedding(nn.Module):
     where items are read (inputs) and where they are scored (outputs). The content matrix is a
     non-persistent buffer: it is not part of :meth:`state_dict` (it is frozen and the same for
     every copy of the model) and gets no gradient; only the projection is learned.
+
+    With ``residual_rank`` r > 0 every item's vector also gets a low-rank residual ``U[i] V``:
+    ``U`` (``residual_rows``, ``[n_items + 1, r]``, starting at 0; row 0, padding, is not used) and
+    ``V`` (``residual_basis``, ``[r, dim]``, random). With the ID table kept fixed (e.g.
+    content-initialised and frozen in federated training) each item's correction then has r free
+    coordinates instead of ``dim``: what LoRA (Hu et al., ICLR 2022) does for weight matrices.
     """
 
-    def __init__(self, n_items: int, dim: int, content: Tensor | None = None) -> None:
+    def __init__(
+        self, n_items: int, dim: int, content: Tensor | None = None, residual_rank: int = 0
+    ) -> None:
         super().__init__()
         if n_items < 1 or dim < 1:
             raise ValueError(f"need n_items >= 1 and dim >= 1, got {n_items} and {dim}")
+        if residual_rank < 0:
+            raise ValueError(f"item_residual_rank must be >= 0, got {residual_rank}")
         self.n_items = n_items
         self.dim = dim
         self.ids = nn.Embedding(n_items + 1, dim, padding_idx=PAD)
@@ -69,6 +79,14 @@ class ItemEmbedding(nn.Module):
             self.content_proj = nn.Linear(content.shape[1], dim, bias=False)
             # Content entries of unit scale give projections of the ID embeddings' scale.
             nn.init.normal_(self.content_proj.weight, std=(content.shape[1] * dim) ** -0.5)
+        self.residual_rows: nn.Embedding | None = None
+        self.residual_basis: nn.Linear | None = None
+        if residual_rank:
+            self.residual_rows = nn.Embedding(n_items + 1, residual_rank, padding_idx=PAD)
+            nn.init.zeros_(self.residual_rows.weight)
+            self.residual_basis = nn.Linear(residual_rank, dim, bias=False)
+            # unit-scale rows of U give residuals of about unit scale
+            nn.init.normal_(self.residual_basis.weight, std=residual_rank**-0.5)
 
     @property
     def content_dim(self) -> int | None:
@@ -77,6 +95,10 @@ class ItemEmbedding(nn.Module):
     def table(self) -> Tensor:
         """The full item table ``[n_items + 1, dim]`` (row 0 = padding, all zero)."""
         weight = self.ids.weight
+        if self.residual_rows is not None and self.residual_basis is not None:
+            # the padding row gets no residual, whatever row 0 of U holds (noise under DP)
+            residual = self.residual_basis(self.residual_rows.weight[1:])
+            weight = weight + torch.cat([residual.new_zeros(1, self.dim), residual], dim=0)
         if self.content_proj is None:
             return weight
         projected = self.content_proj(self.content)
@@ -93,11 +115,17 @@ class SequenceModel(nn.Module):
 
     item_emb: ItemEmbedding
 
-    def __init__(self, n_items: int, hidden: int, content: Tensor | None = None) -> None:
+    def __init__(
+        self,
+        n_items: int,
+        hidden: int,
+        content: Tensor | None = None,
+        item_residual_rank: int = 0,
+    ) -> None:
         super().__init__()
         self.n_items = n_items
         self.hidden = hidden
-        self.item_emb = ItemEmbedding(n_items, hidden, content)
+        self.item_emb = ItemEmbedding(n_items, hidden, content, item_residual_rank)
 
     def item_table(self) -> Tensor:
         """``[n_items + 1, D]``: row ``i + 1`` is item ``i``; row 0 is padding."""

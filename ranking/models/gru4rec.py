@@ -36,6 +36,9 @@ class GRU4Rec(SequenceModel):
         when it differs.
     dropout:
         Dropout on the input embeddings and on the recurrent outputs.
+    item_residual_rank:
+        Rank of a learned low-rank residual added to every item's vector (0 = none; see
+        :class:`~ranking.models.base.ItemEmbedding`).
     content:
         Optional frozen ``[n_items, C]`` content vectors.
 
@@ -51,9 +54,10 @@ class GRU4Rec(SequenceModel):
         n_layers: int = 1,
         rnn_hidden: int | None = None,
         dropout: float = 0.1,
+        item_residual_rank: int = 0,
         content: Tensor | None = None,
     ) -> None:
-        super().__init__(n_items, hidden, content)
+        super().__init__(n_items, hidden, content, item_residual_rank)
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
         self.cell = cell

@@ -51,6 +51,9 @@ class LongShort(SequenceModel):
         Dropout on the embeddings and the fused output.
     max_len:
         The longest input (sizes the positional embeddings of the attention session encoder).
+    item_residual_rank:
+        Rank of a learned low-rank residual added to every item's vector (0 = none; see
+        :class:`~ranking.models.base.ItemEmbedding`).
     content:
         Optional frozen ``[n_items, C]`` content vectors.
     """
@@ -64,9 +67,10 @@ class LongShort(SequenceModel):
         n_heads: int = 1,
         dropout: float = 0.1,
         max_len: int = 50,
+        item_residual_rank: int = 0,
         content: Tensor | None = None,
     ) -> None:
-        super().__init__(n_items, hidden, content)
+        super().__init__(n_items, hidden, content, item_residual_rank)
         if short_len < 1:
             raise ValueError(f"short_len must be >= 1, got {short_len}")
         if session_encoder not in SESSION_ENCODERS:

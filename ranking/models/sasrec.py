@@ -34,6 +34,9 @@ class SASRec(SequenceModel):
         The longest input; one learned positional embedding per position. Positions are counted
         from the right end of the (left-padded) input, so the most recent item always gets the
         same position whatever the input width.
+    item_residual_rank:
+        Rank of a learned low-rank residual added to every item's vector (0 = none; see
+        :class:`~ranking.models.base.ItemEmbedding`).
     content:
         Optional frozen ``[n_items, C]`` content vectors (see :class:`~ranking.models.base.ItemEmbedding`).
 
@@ -52,9 +55,10 @@ class SASRec(SequenceModel):
         n_heads: int = 1,
         dropout: float = 0.1,
         max_len: int = 50,
+        item_residual_rank: int = 0,
         content: Tensor | None = None,
     ) -> None:
-        super().__init__(n_items, hidden, content)
+        super().__init__(n_items, hidden, content, item_residual_rank)
         if max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {max_len}")
         self.max_len = max_len

@@ -244,6 +244,29 @@ def test_content_vectors_feed_the_model_and_their_projection_trains_under_dp(bas
     np.testing.assert_array_equal(model.network.item_emb.content.numpy(), content)
 
 
+@pytest.mark.parametrize("encoding", ["dense", "row-sparse"])
+def test_a_low_rank_item_residual_trains_under_dp_beside_a_frozen_table(base, tmp_path, encoding):
+    settings = base.replace(
+        model=base.model.replace(model={**base.model.model, "item_residual_rank": 4})
+    )
+    rows, initial, final = _run(
+        settings,
+        tmp_path,
+        strategy=FederatedSettings.create(strategy=_strategy("fedadam")).strategy,
+        fraction_train=0.75,
+        dp_noise_multiplier=0.5,
+        update_encoding=encoding,
+        quantize="int8",
+        freeze_item_table=True,
+    )
+    assert all(r["aggregated"] and r["dp_release"] for r in rows[1:])
+    assert np.array_equal(final["item_emb.ids.weight"], initial["item_emb.ids.weight"])
+    rows_u, basis = final["item_emb.residual_rows.weight"], final["item_emb.residual_basis.weight"]
+    assert rows_u.shape == (N_ITEMS + 1, 4) and basis.shape[1] == 4
+    assert not initial["item_emb.residual_rows.weight"].any() and rows_u[1:].any()
+    assert not np.array_equal(basis, initial["item_emb.residual_basis.weight"])
+
+
 @pytest.mark.parametrize("name", ["fedadam", "fedyogi"])
 def test_the_server_takes_the_scheduled_step(base, tmp_path, name):
     """Round 1 of a two-round warm-up steps with eta / 2: the same client updates move every

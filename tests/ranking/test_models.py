@@ -127,6 +127,30 @@ def test_content_vectors_change_item_embeddings(kind: str) -> None:
     assert with_content.item_emb.content_proj.weight.grad is not None
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_low_rank_residual_adds_u_times_v_to_every_item_but_padding(kind: str) -> None:
+    torch.manual_seed(0)
+    plain = small_model(kind)
+    torch.manual_seed(0)
+    model = small_model(kind, item_residual_rank=3)
+    emb = model.item_emb
+    assert emb.residual_rows is not None and emb.residual_basis is not None
+    torch.testing.assert_close(model.item_table(), emb.ids.weight)  # U starts at 0
+    with torch.no_grad():
+        emb.residual_rows.weight.normal_()  # row 0 too: padding must ignore it
+    table = model.item_table()
+    expected = emb.residual_rows.weight[1:] @ emb.residual_basis.weight.T
+    torch.testing.assert_close(table[1:] - emb.ids.weight[1:], expected)
+    torch.testing.assert_close(table[0], emb.ids.weight[0])
+    assert emb.residual_rows.weight.shape == (21, 3) and emb.residual_basis.weight.shape[1] == 3
+    x = batch([[1, 2, 3]], width=4)
+    model.logits(model(x)[:, -1]).sum().backward()
+    assert emb.residual_rows.weight.grad is not None and emb.residual_basis.weight.grad is not None
+    assert not torch.allclose(plain(x), model(x))
+    with pytest.raises(ConfigError, match="item_residual_rank"):
+        small_model(kind, item_residual_rank=-1)
+
+
 def test_content_must_cover_the_catalog() -> None:
     with pytest.raises(ConfigError, match="content"):
         build_model("sasrec", 20, content=torch.zeros(19, 3))
