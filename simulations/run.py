@@ -161,13 +161,24 @@ def table_columns(ks: list[int]) -> list[str]:
     return ["dataset", "model", *accuracy, *beyond, "n_users", "fit_seconds"]
 
 
-def run(cfg: DictConfig, output_dir: Path | None = None) -> list[dict[str, Any]]:
-    """Run one configured experiment; returns the result rows (one per model)."""
-    np.random.seed(int(cfg.seed))
+def check_run_config(cfg: DictConfig) -> None:
+    """Refuse a bad mode or federated setting (naming it) before anything is loaded or written:
+    the data, the run directory's files and the W&B run come after this check."""
     if cfg.mode not in ("central", "federated", "pipeline", "stream"):
         raise ConfigError(
             f"mode={cfg.mode!r} is not known; expected 'pipeline', 'central', 'federated' or 'stream'"
         )
+    if cfg.mode in ("federated", "pipeline"):
+        from simulations.federated import federated_settings
+
+        # the same settings the run builds later, with its paths not known yet
+        federated_settings(cfg, Path(""), Path(""))
+
+
+def run(cfg: DictConfig, output_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Run one configured experiment; returns the result rows (one per model)."""
+    np.random.seed(int(cfg.seed))
+    check_run_config(cfg)
     t0 = time.perf_counter()
     dataset, data_path = load_with_path(
         OmegaConf.to_container(cfg.dataset, resolve=True),
@@ -298,6 +309,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     group, name = hydra_identity()
     try:
         config = OmegaConf.to_container(cfg, resolve=True)
+        check_run_config(cfg)  # a bad setting stops the run before W&B writes one
         with Tracker.start(
             config, job_type=str(cfg.mode), group=group, run_dir=output_dir, name=name
         ) as tracker:

@@ -147,6 +147,17 @@ def test_cli_bad_input_exits_non_zero_with_a_clear_message(tmp_path):
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
+def test_cli_bad_federated_setting_stops_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")  # tracking on: the run must not reach it
+    world = [o for o in TINY_WORLD if not o.startswith("mode=")]
+    proc = run_cli(tmp_path, *world, "mode=federated", "fl.fraction_train=1.5")
+    assert proc.returncode != 0
+    assert "error:" in proc.stderr and "fl.fraction_train=1.5" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / "wandb").exists()
+    assert not list(tmp_path.glob("*.npz"))  # the dataset was not generated either
+
+
 def test_cli_unknown_override_exits_non_zero(tmp_path):
     proc = run_cli(tmp_path, "model=transformerxl")
     assert proc.returncode != 0
