@@ -93,6 +93,18 @@ def test_epsilon_matches_dp_accounting_with_amplification(rate, sigma, rounds, a
     assert dp_epsilon(rate, sigma, rounds + 10, delta, accountant) > eps  # every release costs
 
 
+def test_epsilon_asked_round_after_round_matches_composing_from_scratch():
+    """A run asks for round t after round t - 1 (composed one more time), a resumed run jumps."""
+    rate, sigma, delta = 0.02, 1.2, 1e-6
+    for rounds in [*range(1, 13), 5, 6, 40]:
+        direct = PLDAccountant().compose(
+            PoissonSampledDpEvent(rate, GaussianDpEvent(sigma)), rounds
+        )
+        assert dp_epsilon(rate, sigma, rounds, delta) == pytest.approx(
+            direct.get_epsilon(delta), rel=1e-6
+        )
+
+
 @pytest.mark.parametrize(("rate", "sigma", "rounds"), [(0.005, 0.45, 100), (0.01, 0.5, 100)])
 def test_the_pld_accountant_is_tighter_than_the_rdp_bound(rate, sigma, rounds):
     pld = dp_epsilon(rate, sigma, rounds, 1e-6, "pld")
