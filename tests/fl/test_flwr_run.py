@@ -88,6 +88,7 @@ def test_pyproject_run_config_equals_the_settings_defaults():
         "n_heads": 1,
         "dropout": 0.1,
         "max_len": 50,
+        "item_residual_rank": 0,
     }
 
 
