@@ -51,6 +51,23 @@ def _run(base: FederatedSettings, tmp_path: Path, **changes) -> tuple[list, dict
     return rows, initial, final
 
 
+def _run_private(
+    base: FederatedSettings, tmp_path: Path, strategy: str, **changes
+) -> tuple[list, dict, dict]:
+    """Two DP rounds (sigma 0.5, three of four clients per round, int8) under ``strategy``."""
+    return _run(
+        base,
+        tmp_path,
+        **{
+            "strategy": FederatedSettings.create(strategy=_strategy(strategy)).strategy,
+            "fraction_train": 0.75,
+            "dp_noise_multiplier": 0.5,
+            "quantize": "int8",
+            **changes,
+        },
+    )
+
+
 def _assert_moved(rows, initial, final) -> None:
     assert [r["round"] for r in rows] == [0, 1, 2]
     for row in rows[1:]:
@@ -118,15 +135,12 @@ def test_each_robust_aggregator_feeds_fedadam_for_two_rounds(base, tmp_path, agg
 
 @pytest.mark.parametrize("encoding", ["dense", "row-sparse"])
 def test_dp_feeds_a_server_optimiser_with_poisson_sampling(base, tmp_path, encoding):
-    rows, initial, final = _run(
+    rows, initial, final = _run_private(
         base,
         tmp_path,
-        strategy=FederatedSettings.create(strategy=_strategy("fedavgm")).strategy,
-        fraction_train=0.75,
-        dp_noise_multiplier=0.5,
+        "fedavgm",
         dp_clipping_norm=0.5,
         update_encoding=encoding,
-        quantize="int8",
     )
     assert all(r["aggregated"] and r["dp_release"] for r in rows[1:])
     assert [r["dp_releases"] for r in rows[1:]] == [1, 2]
@@ -198,15 +212,12 @@ def test_dp_with_a_frozen_content_initialised_item_table_moves_only_the_other_la
 
     content = np.random.default_rng(4).normal(size=(N_ITEMS, 24))
     np.save(tmp_path / "content.npy", content)
-    rows, _, final = _run(
+    rows, _, final = _run_private(
         base,
         tmp_path,
-        strategy=FederatedSettings.create(strategy=_strategy("fedadam")).strategy,
-        fraction_train=0.75,
-        dp_noise_multiplier=0.5,
+        "fedadam",
         dp_clipping_norm=0.5,
         update_encoding=encoding,
-        quantize="int8",
         item_table_init=str(tmp_path / "content.npy"),
         freeze_item_table=True,
     )
@@ -226,14 +237,11 @@ def test_content_vectors_feed_the_model_and_their_projection_trains_under_dp(bas
     network = build_task_network(settings, N_ITEMS)
     np.testing.assert_array_equal(network.item_emb.content.numpy(), content)
     assert task_content(settings, N_ITEMS) is task_content(settings, N_ITEMS)  # read once
-    rows, initial, final = _run(
+    rows, initial, final = _run_private(
         settings,
         tmp_path,
-        strategy=FederatedSettings.create(strategy=_strategy("fedadam")).strategy,
-        fraction_train=0.75,
-        dp_noise_multiplier=0.5,
+        "fedadam",
         update_encoding="row-sparse",
-        quantize="int8",
         freeze_item_table=True,
     )
     assert all(r["aggregated"] for r in rows[1:])
@@ -249,14 +257,11 @@ def test_a_low_rank_item_residual_trains_under_dp_beside_a_frozen_table(base, tm
     settings = base.replace(
         model=base.model.replace(model={**base.model.model, "item_residual_rank": 4})
     )
-    rows, initial, final = _run(
+    rows, initial, final = _run_private(
         settings,
         tmp_path,
-        strategy=FederatedSettings.create(strategy=_strategy("fedadam")).strategy,
-        fraction_train=0.75,
-        dp_noise_multiplier=0.5,
+        "fedadam",
         update_encoding=encoding,
-        quantize="int8",
         freeze_item_table=True,
     )
     assert all(r["aggregated"] and r["dp_release"] for r in rows[1:])
