@@ -10,7 +10,8 @@ Every row gives the last round's test NDCG@10 with a 95% bootstrap interval over
 relative difference ``ndcg@10_vs_ref`` with its 95% bootstrap interval over the same users.
 
 Datasets: ``synthetic`` (the default world, 1,000 users), ``synthetic20k`` (20,000 users, for
-privacy and small effects), ``ml100k`` (``../shared/data/ml-100k``).
+privacy and small effects; any ``synthetic<N>k`` gives N thousand users of the same world, e.g.
+``synthetic50k`` for DP with more users per round), ``ml100k`` (``../shared/data/ml-100k``).
 
 Groups (``--groups``):
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -56,14 +58,21 @@ MACHINE = f"{platform.machine()}, {os.cpu_count()} cores"
 RESAMPLES = 1000
 
 
+def world_users(name: str) -> int:
+    """Users of a synthetic world name: ``synthetic`` 1,000, ``synthetic<N>k`` N thousand."""
+    match = re.fullmatch(r"synthetic(?:(\d+)k)?", name)
+    if match is None:
+        raise SystemExit(f"--datasets: {name!r} is not synthetic, synthetic<N>k or ml100k")
+    return int(match.group(1)) * 1000 if match.group(1) else 1_000
+
+
 def dataset_file(name: str, workdir: Path) -> Path:
     path = workdir / f"{name}.npz"
     if not path.exists():
         if name.startswith("synthetic"):
             from simulations.datasets.synthetic import generate_world
 
-            users = 20_000 if name == "synthetic20k" else 1_000
-            save_dataset(generate_world(n_users=users).dataset, path)
+            save_dataset(generate_world(n_users=world_users(name)).dataset, path)
         else:
             from simulations.datasets.recbole import read_recbole_atomic
 
@@ -300,6 +309,12 @@ def main() -> None:
         "input (fl.content_vectors: ID rows plus a learned projection of the content)",
     )
     parser.add_argument(
+        "--dp-no-default-reference",
+        action="store_true",
+        help="with 0 among --dp-sigmas, skip the run of the default recipe (the private runs are "
+        "still compared with the same settings without DP)",
+    )
+    parser.add_argument(
         "--methods", nargs="*", default=None, help="run only these methods of the groups"
     )
     parser.add_argument(
@@ -328,7 +343,7 @@ def main() -> None:
             },
             # ordering 18,000 simulated nodes by partition id costs one query message each before
             # round 1 (it did not finish in 10 min with Flower's dispatcher): unordered by default
-            order_nodes_by_partition=name != "synthetic20k" or args.order_nodes,
+            order_nodes_by_partition=name in ("synthetic", "ml100k") or args.order_nodes,
         )
         if args.item_table_init == "content":
             base = base.replace(item_table_init=str(content_file(name, workdir)))
@@ -348,6 +363,7 @@ def main() -> None:
                 args.dp_hidden,
                 args.dp_freeze_item_table,
                 parse_overrides(args.dp_set),
+                dp_reference=not args.dp_no_default_reference,
             )
             wanted = set(args.methods or [m for m, _, _ in planned])
             wanted |= {ref for m, _, ref in planned if m in wanted and ref}

@@ -50,3 +50,25 @@ def test_sigma_zero_is_the_private_settings_without_dp_and_their_reference() -> 
     assert not settings.dp_enabled and settings.local_epochs == 2
     assert settings.client_sampling == planned[0][1].client_sampling == "poisson"
     assert private == "dp sigma 0.5 local-epochs 2" and private_ref == method
+
+
+def test_without_the_default_reference_the_private_runs_still_compare_with_sigma_zero() -> None:
+    planned = experiments(
+        "dp", _base(), (0.5, 0.0), dp_overrides={"local-epochs": "2"}, dp_reference=False
+    )
+    assert [(m, ref) for m, _, ref in planned] == [
+        ("non-private local-epochs 2", ""),
+        ("dp sigma 0.5 local-epochs 2", "non-private local-epochs 2"),
+    ]
+    # without sigma 0 the default recipe is the only reference, so it is kept
+    kept = experiments("dp", _base(), (0.5,), dp_reference=False)
+    assert [ref for _, _, ref in kept] == ["", kept[0][0]]
+
+
+def test_synthetic_world_names_give_their_users_and_others_are_refused() -> None:
+    from benchmarks.fl_vs_central import world_users
+
+    assert world_users("synthetic") == 1_000
+    assert world_users("synthetic20k") == 20_000 and world_users("synthetic50k") == 50_000
+    with pytest.raises(SystemExit, match="synthetic20x"):
+        world_users("synthetic20x")

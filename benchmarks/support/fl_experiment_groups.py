@@ -36,12 +36,14 @@ def experiments(
     dp_hidden: int | None = None,
     dp_freeze: bool = False,
     dp_overrides: Mapping[str, str] | None = None,
+    dp_reference: bool = True,
 ) -> list[tuple[str, FederatedSettings, str]]:
     """``(method, settings, reference method)`` of a group (``dp_tau``: FedAdam's tau,
     ``dp_hidden``: the model's hidden size, and ``dp_freeze``: the item table kept out of training
     and of the release, for the DP runs only; the non-private reference keeps the base strategy and
     model, and both start from the base's item table, e.g. content-initialised; ``dp_overrides``:
-    run-config keys, e.g. ``{"local-epochs": "2"}``, set on the DP runs only)."""
+    run-config keys, e.g. ``{"local-epochs": "2"}``, set on the DP runs only; ``dp_reference``
+    False: no run of the default recipe when sigma 0 is planned)."""
     if group == "accuracy":  # each against central on the same users (when central ran)
         return [
             ("federated dense", base.replace(update_encoding="dense", quantize="none"), "central"),
@@ -109,7 +111,8 @@ def experiments(
             f", reference of{variant}" if variant else ""
         )
         poisson = base.replace(client_sampling="poisson")
-        out = [(reference, poisson, "")]
+        with_reference = dp_reference or 0 not in dp_sigmas
+        out = [(reference, poisson, "")] if with_reference else []
         # the private runs: the base with Poisson sampling (sigma 0: without DP) and the variant's
         # run-config keys
         private_keys = {
@@ -129,7 +132,7 @@ def experiments(
                 (
                     f"dp sigma {sigma}{init}{variant}" if sigma > 0 else same_settings,
                     private.replace(dp_noise_multiplier=sigma, dp_clipping_norm=DP_CLIP),
-                    same_settings if sigma > 0 else reference,
+                    same_settings if sigma > 0 else (reference if with_reference else ""),
                 )
             )
         return out
