@@ -140,11 +140,14 @@ def test_best_round_prefers_the_earliest_of_equal_validation_scores():
     assert best_round([{"round": 1}]) is None
 
 
-def test_an_interrupted_run_resumes_at_the_right_round(settings, two_rounds):
+def test_an_interrupted_run_resumes_at_the_right_round(settings, two_rounds, tmp_path):
+    import shutil
     from pathlib import Path
 
-    simulate(settings.replace(num_rounds=3), num_supernodes=4)
-    rows = read_rounds(Path(settings.run_dir))
+    # a copy of the shared two-round run, so the module's other tests keep seeing two rounds
+    run_dir = shutil.copytree(settings.run_dir, tmp_path / "run")
+    simulate(settings.replace(num_rounds=3, run_dir=str(run_dir)), num_supernodes=4)
+    rows = read_rounds(Path(run_dir))
     assert [r["round"] for r in rows] == [0, 1, 2, 3]
     assert rows[:3] == two_rounds  # completed rounds were not run again
 
