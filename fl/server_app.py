@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from fl.compression import decode_update
 from fl.item_table import with_content_item_table
+from fl.model_average import AVERAGE_PREFIX, averaged
 from fl.node_sampling import OrderedGrid, configure_round, node_partitions
 from fl.private_aggregation import dp_epsilon
 from fl.round_aggregation import aggregate_round
@@ -76,8 +77,21 @@ def load_round_state(run_dir: Path) -> tuple[int, State] | None:
         return None
     with np.load(path, allow_pickle=False) as npz:
         round_ = int(npz["__round__"])
-        state = {k: npz[k] for k in npz.files if k != "__round__"}
+        state = {
+            k: npz[k] for k in npz.files if k != "__round__" and not k.startswith(AVERAGE_PREFIX)
+        }
     return round_, state
+
+
+def load_round_average(run_dir: Path) -> State | None:
+    """The model average saved with the last round's checkpoint, or ``None`` (none kept)."""
+    with np.load(run_dir / CHECKPOINT, allow_pickle=False) as npz:
+        average = {
+            k.removeprefix(AVERAGE_PREFIX): npz[k]
+            for k in npz.files
+            if k.startswith(AVERAGE_PREFIX)
+        }
+    return average or None
 
 
 def warm_start_state(path: Path, fresh: State) -> State:
@@ -93,9 +107,13 @@ def warm_start_state(path: Path, fresh: State) -> State:
     return {k: state[k].astype(fresh[k].dtype) for k in fresh}
 
 
-def save_round_state(run_dir: Path, round_: int, state: State) -> None:
+def save_round_state(
+    run_dir: Path, round_: int, state: State, average: State | None = None
+) -> None:
+    """The round's global model (and the model average, when kept) in one atomic file."""
+    kept = {f"{AVERAGE_PREFIX}{k}": v for k, v in (average or {}).items()}
     with atomic_path(run_dir / CHECKPOINT) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, __round__=np.array(round_), **state)
+        np.savez(fh, __round__=np.array(round_), **state, **kept)
 
 
 def save_model(
@@ -188,10 +206,17 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
         start, state = resumed
         rows = [r for r in rows if r["round"] <= start]
         log.info("resuming %s after round %d", run_dir, start)
+        average = load_round_average(run_dir) if settings.model_average_decay else None
+        if settings.model_average_decay and average is None:
+            raise ConfigError(
+                f"fl.model_average_decay={settings.model_average_decay}: the checkpoint in "
+                f"{run_dir} was saved without a model average, so the run cannot resume with one"
+            )
     else:
         rows = []
         rows.append({"round": 0, **evaluate_round(settings, state, data.heldout)})
         save_model(run_dir / BEST_MODEL, state, settings, 0, n_items)
+        average = state if settings.model_average_decay else None
     atomic_write_text(run_dir / ROUNDS, "".join(json.dumps(r) + "\n" for r in rows))
 
     strategy = make_strategy(settings, data.partition.n_clients)
@@ -236,6 +261,8 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
                 log.warning("round %d: the strategy released no aggregate", round_)
             else:
                 state = new_state
+                if average is not None:
+                    average = averaged(average, state, settings.model_average_decay)
         elif messages:
             log.warning(
                 "round %d: only %d valid replies (< %d): global model unchanged",
@@ -283,14 +310,15 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
                 dp_release=True,
                 dp_releases=round_,
             )
+        served = state if average is None else average  # what is evaluated and saved
         if round_ % settings.eval_every == 0 or round_ == settings.num_rounds:
             best_before = best_round(rows)
-            row.update(evaluate_round(settings, state, data.heldout))
+            row.update(evaluate_round(settings, served, data.heldout))
             if best_before is None or row["val_ndcg@10"] > best_before["val_ndcg@10"]:
-                save_model(run_dir / BEST_MODEL, state, settings, round_, n_items)
+                save_model(run_dir / BEST_MODEL, served, settings, round_, n_items)
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
-        save_round_state(run_dir, round_, state)
+        save_round_state(run_dir, round_, state, average)
         atomic_write_text(run_dir / ROUNDS, "".join(json.dumps(r) + "\n" for r in rows))
         log.debug("round %d: %s", round_, {k: v for k, v in row.items() if k != "rejections"})
         progress.update(1)
@@ -304,7 +332,8 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
             best["val_ndcg@10"],
             best["round"],
         )
-    save_model(run_dir / FINAL_MODEL, state, settings, settings.num_rounds, n_items)
+    final = state if average is None else average
+    save_model(run_dir / FINAL_MODEL, final, settings, settings.num_rounds, n_items)
     if settings.export_device_model:  # ONNX fp32 + int8 with a manifest, copied to devices as files
         from fl.device_export import export_device_model
 

@@ -89,6 +89,9 @@ class FederatedSettings:
     # how epsilon is accounted (fl.private_aggregation.dp_epsilon): "pld" (privacy loss
     # distributions, tight) or "rdp" (Renyi DP, an upper bound that is looser)
     dp_accountant: str = "pld"
+    # server-side exponential moving average of the global model over the rounds, evaluated and
+    # saved instead of the last model (fl.model_average; 0 = off): averages DP noise away
+    model_average_decay: float = 0.0
     # robust aggregation before the server optimiser (fl.robust_aggregation)
     robust_aggregator: str = "none"
     robust_trim: float = 0.1  # trimmed-mean: fraction cut at each end
@@ -163,6 +166,7 @@ class FederatedSettings:
                 ("dp_clipping_norm", self.dp_clipping_norm > 0, "> 0"),
                 ("dp_delta", 0 < self.dp_delta < 1, "(0, 1)"),
                 ("dp_accountant", self.dp_accountant in ACCOUNTANTS, f"one of {ACCOUNTANTS}"),
+                ("model_average_decay", 0 <= self.model_average_decay < 1, "in [0, 1)"),
                 (
                     "client_sampling",
                     self.client_sampling in SAMPLINGS,
