@@ -69,14 +69,14 @@ def world_users(name: str) -> int:
 def dataset_file(name: str, workdir: Path) -> Path:
     path = workdir / f"{name}.npz"
     if not path.exists():
-        if name.startswith("synthetic"):
-            from simulations.datasets.synthetic import generate_world
-
-            save_dataset(generate_world(n_users=world_users(name)).dataset, path)
-        else:
+        if name == "ml100k":
             from simulations.datasets.recbole import read_recbole_atomic
 
             save_dataset(read_recbole_atomic(ROOT.parent / "shared" / "data" / "ml-100k"), path)
+        else:  # a synthetic world; any other name is refused, naming it
+            from simulations.datasets.synthetic import generate_world
+
+            save_dataset(generate_world(n_users=world_users(name)).dataset, path)
     return path
 
 

@@ -3,8 +3,8 @@
 Secure aggregation exists in Flower 1.42 only in the legacy workflow API, so this module offers a
 second app pair that trains the same session model with the same shared ``train_epochs``, but lets the
 server see only the (masked, quantised) sum of the client updates, never one client's weights.
-Robust strategies, row-sparse updates, DP and model averaging are not available on this path (SecAgg+ aggregates
-dense vectors of one fixed shape).
+Robust strategies, row-sparse updates, DP and model averaging are not available on this path
+(SecAgg+ aggregates dense vectors of one fixed shape).
 
 ``fl.secagg_app:client_app`` / ``fl.secagg_app:server_app`` can replace the default components in
 ``[tool.flwr.app.components]`` for a deployment; :func:`make_secagg_apps` builds them with settings.

@@ -90,7 +90,7 @@ class FederatedSettings:
     # distributions, tight) or "rdp" (Renyi DP, an upper bound that is looser)
     dp_accountant: str = "pld"
     # server-side exponential moving average of the global model over the rounds, evaluated and
-    # saved instead of the last model (fl.model_average; 0 = off): averages DP noise away
+    # saved instead of the last model (fl.model_average; 0 = off; post-processing under DP)
     model_average_decay: float = 0.0
     # robust aggregation before the server optimiser (fl.robust_aggregation)
     robust_aggregator: str = "none"

@@ -65,10 +65,13 @@ def test_without_the_default_reference_the_private_runs_still_compare_with_sigma
     assert [ref for _, _, ref in kept] == ["", kept[0][0]]
 
 
-def test_synthetic_world_names_give_their_users_and_others_are_refused() -> None:
-    from benchmarks.fl_vs_central import world_users
+def test_synthetic_world_names_give_their_users_and_others_are_refused(tmp_path) -> None:
+    from benchmarks.fl_vs_central import dataset_file, world_users
 
     assert world_users("synthetic") == 1_000
     assert world_users("synthetic20k") == 20_000 and world_users("synthetic50k") == 50_000
     with pytest.raises(SystemExit, match="synthetic20x"):
         world_users("synthetic20x")
+    with pytest.raises(SystemExit, match="movielens"):  # not read as ML-100K
+        dataset_file("movielens", tmp_path)
+    assert not list(tmp_path.iterdir())
