@@ -11,6 +11,7 @@ amplification assumes.
 from __future__ import annotations
 
 import random
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,7 +21,33 @@ from flwr.serverapp import Grid
 if TYPE_CHECKING:
     from fl.settings import FederatedSettings
 
-__all__ = ["OrderedGrid", "configure_round", "node_partitions", "poisson_sample"]
+__all__ = [
+    "OrderedGrid",
+    "configure_round",
+    "node_partitions",
+    "poisson_sample",
+    "wait_for_nodes",
+]
+
+
+def wait_for_nodes(grid: Grid, count: int, timeout: float, poll: float = 0.2) -> int:
+    """Wait until ``count`` nodes are connected; the number connected.
+
+    Flower's strategies size a round's sample from the nodes connected when the round starts and
+    only then wait for their minimum, so a first round that starts while the SuperNodes are still
+    registering samples too few of them. Waiting here first makes round 1 like every other round.
+    Raises ``TimeoutError`` naming the counts when fewer than ``count`` connect within ``timeout``
+    seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while (connected := len(list(grid.get_node_ids()))) < count:
+        if time.monotonic() >= deadline:
+            raise TimeoutError(
+                f"fl.min-available-nodes: {connected} of {count} nodes connected after "
+                f"{timeout:g} s; start more SuperNodes or lower fl.min-available-nodes"
+            )
+        time.sleep(poll)
+    return connected
 
 
 def node_partitions(grid: Grid, timeout: float) -> dict[int, int]:

@@ -28,6 +28,7 @@ from flwr.server.workflow.constant import MAIN_PARAMS_RECORD
 
 from fl.client_app import client_interactions
 from fl.local_training import train_locally
+from fl.node_sampling import wait_for_nodes
 from fl.settings import FederatedSettings
 from fl.task import (
     build_task_network,
@@ -87,11 +88,12 @@ def make_secagg_apps(
         settings = FederatedSettings.from_run_config(base.to_run_config(), dict(context.run_config))
         data = task_data(settings)
         initial = get_state(build_task_network(settings, data.dataset.catalog.n_items))
+        wait_for_nodes(grid, settings.nodes_to_wait_for, settings.timeout)
         strategy = FedAvg(
             fraction_fit=settings.fraction_train,
             fraction_evaluate=0.0,
             min_fit_clients=settings.min_train_nodes,
-            min_available_clients=settings.min_train_nodes,
+            min_available_clients=settings.nodes_to_wait_for,
             initial_parameters=ndarrays_to_parameters(list(initial.values())),
         )
         legacy = LegacyContext(

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from fl.compression import decode_update
 from fl.item_table import with_content_item_table
 from fl.model_average import AVERAGE_PREFIX, averaged
-from fl.node_sampling import OrderedGrid, configure_round, node_partitions
+from fl.node_sampling import OrderedGrid, configure_round, node_partitions, wait_for_nodes
 from fl.private_aggregation import dp_epsilon
 from fl.round_aggregation import aggregate_round
 from fl.settings import FederatedSettings
@@ -220,6 +220,7 @@ def run_rounds(grid: Grid, settings: FederatedSettings) -> list[dict[str, Any]]:
     atomic_write_text(run_dir / ROUNDS, "".join(json.dumps(r) + "\n" for r in rows))
 
     strategy = make_strategy(settings, data.partition.n_clients)
+    wait_for_nodes(grid, settings.nodes_to_wait_for, settings.timeout)
     partitions = (
         node_partitions(grid, settings.timeout) if settings.order_nodes_by_partition else {}
     )

@@ -61,6 +61,10 @@ class FederatedSettings:
     num_rounds: int = 80
     fraction_train: float = 0.1
     min_train_nodes: int = 2
+    # before round 1 the server waits until this many nodes are connected (0: min-train-nodes;
+    # a simulation sets its number of SuperNodes), so that round 1 samples from every node and
+    # the node order holds every partition
+    min_available_nodes: int = 0
     # fixed-size sampling: sample this many times the round's target and aggregate the first
     # target valid replies in node order (over-selection for dropouts, Bonawitz et al. 2019)
     over_selection: float = 1.0
@@ -152,6 +156,11 @@ class FederatedSettings:
                 ),
                 ("fraction_train", 0 < self.fraction_train <= 1, "(0, 1]"),
                 ("min_train_nodes", self.min_train_nodes >= 1, ">= 1"),
+                (
+                    "min_available_nodes",
+                    self.min_available_nodes >= 0,
+                    ">= 0 (0: min-train-nodes)",
+                ),
                 ("over_selection", self.over_selection >= 1, ">= 1"),
                 ("local_epochs", self.local_epochs >= 1, ">= 1"),
                 (
@@ -277,6 +286,12 @@ class FederatedSettings:
         """The round's target: clients whose updates a round aggregates, out of ``n_clients`` (as
         Flower's strategies compute a sample size). With ``over_selection`` more are sampled."""
         return max(int(n_clients * self.fraction_train), self.min_train_nodes)
+
+    @property
+    def nodes_to_wait_for(self) -> int:
+        """Nodes the server waits for before round 1 (``min-available-nodes``, at least
+        ``min-train-nodes``)."""
+        return max(self.min_available_nodes, self.min_train_nodes)
 
     @property
     def sampled_fraction(self) -> float:

@@ -16,7 +16,7 @@ import logging
 import os
 import warnings
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,8 @@ def simulate(
         if settings.item_table_init:
             load_content_vectors(Path(settings.item_table_init), n_items)
         task_content(settings, n_items)  # reads and checks fl.content_vectors, kept for the apps
+    if settings.min_available_nodes == 0:  # round 1 waits until every virtual node is registered
+        settings = replace(settings, min_available_nodes=num_supernodes)
     simulate_apps(make_server_app(settings), make_client_app(settings), num_supernodes, backend)
 
 

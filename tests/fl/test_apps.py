@@ -7,6 +7,7 @@ import pytest
 import torch
 from builders import world_settings
 from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
+from in_process_grid import server_identity
 
 from encoders.errors import ConfigError
 from fl.server_app import _decode_replies, best_round, read_rounds
@@ -153,12 +154,15 @@ def test_an_interrupted_run_resumes_at_the_right_round(settings, two_rounds, tmp
 
 
 def _reply(content: RecordDict, node: int) -> Message:
-    request = Message(
-        RecordDict({"config": ConfigRecord({"server-round": 1})}),
-        dst_node_id=node,
-        message_type="train",
-    )
-    return Message(content, reply_to=request)
+    """A reply from ``node`` to a round-1 train message (made under a server's identity, so the
+    test does not depend on another test having run a server in this process)."""
+    with server_identity():
+        request = Message(
+            RecordDict({"config": ConfigRecord({"server-round": 1})}),
+            dst_node_id=node,
+            message_type="train",
+        )
+        return Message(content, reply_to=request)
 
 
 def test_nan_and_misshapen_updates_are_rejected_never_aggregated(settings):

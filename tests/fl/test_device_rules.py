@@ -96,6 +96,7 @@ def test_declining_devices_are_counted_apart_and_the_run_goes_on(tmp_path):
     simulate(settings, num_supernodes=n_clients)
     rows = [r for r in read_rounds(tmp_path / "run") if r["round"] > 0]
     assert [r["round"] for r in rows] == [1, 2]
+    assert all(r["sampled"] == n_clients for r in rows)  # round 1 waited for every node
     declined = np.array([r["declined"] for r in rows])
     assert declined.sum() > 0 and all(r["dropped"] == 0 for r in rows)
     assert all(r["accepted"] + r["declined"] == r["sampled"] for r in rows)
