@@ -26,36 +26,68 @@ round is accounted.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from fl.update_matrix import UpdateMatrix
+from fl.payload_format import DecodedUpdate
+from fl.update_matrix import float_keys
 
-__all__ = ["clip_rows", "dp_epsilon", "noised_mean"]
+__all__ = ["clipped_sum", "dp_epsilon", "noised_mean"]
 
 
-def clip_rows(values: np.ndarray, clip: float) -> np.ndarray:
-    """Each row scaled to L2 norm at most ``clip`` (float64)."""
-    x = np.asarray(values, dtype=np.float64)
-    norms = np.linalg.norm(x, axis=1) if x.size else np.zeros(len(x))
-    return x * np.minimum(1.0, clip / np.maximum(norms, 1e-300))[:, None]
+def clipped_sum(
+    global_state: Mapping[str, np.ndarray], updates: Sequence[DecodedUpdate], clip: float
+) -> np.ndarray:
+    """``sum_i clip(x_i, C)`` over the float coordinates of ``global_state`` (float64), flattened
+    like an :class:`fl.update_matrix.UpdateMatrix` row.
+
+    ``x_i`` is update ``i``'s delta (its weights minus the global ones; 0 on the rows a row-sparse
+    update did not send), scaled to L2 norm at most ``clip``. The sum is taken one update at a time
+    and a row-sparse update touches only the rows it sent, so a round costs one vector of the
+    model's size rather than a dense [clients x coordinates] matrix.
+    """
+    keys = float_keys(global_state)
+    sizes = [np.asarray(global_state[k]).size for k in keys]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    total = np.zeros(int(starts[-1]))
+    views = {
+        k: total[a:b].reshape(np.shape(global_state[k]))
+        for k, a, b in zip(keys, starts[:-1], starts[1:], strict=True)
+    }
+    refs = {k: np.asarray(global_state[k], np.float32) for k in keys}
+    for state, touched in updates:
+        deltas: dict[str, tuple[Any, np.ndarray]] = {}
+        for key in keys:
+            if key in touched:  # the sent rows only; unsent rows have delta 0
+                rows = np.asarray(touched[key], dtype=np.int64)
+                deltas[key] = (rows, np.asarray(state[key], np.float32) - refs[key][rows])
+            else:
+                deltas[key] = (slice(None), np.asarray(state[key], np.float32) - refs[key])
+        norm = float(
+            np.sqrt(sum(np.sum(np.square(d, dtype=np.float64)) for _, d in deltas.values()))
+        )
+        scale = min(1.0, clip / max(norm, 1e-300))
+        for key, (where, delta) in deltas.items():
+            views[key][where] += scale * delta.astype(np.float64)  # rows are unique (validated)
+    return total
 
 
 def noised_mean(
-    updates: UpdateMatrix | None,
-    width: int,
+    total: np.ndarray,
     clip: float,
     noise_multiplier: float,
     expected_clients: float,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """``(sum_i clip(x_i, C) + N(0, (sigma C)^2 I)) / expected_clients`` over ``width`` coordinates
-    (``updates`` may be ``None`` when nobody's update arrived: the release is then pure noise)."""
-    total = np.zeros(width) if updates is None else clip_rows(updates.values, clip).sum(axis=0)
-    total += rng.normal(0.0, noise_multiplier * clip, size=width)
-    return total / expected_clients
+    """``(total + N(0, (sigma C)^2 I)) / expected_clients``: the release of a :func:`clipped_sum`
+    (all zeros when nobody's update arrived: the release is then pure noise)."""
+    noised = np.asarray(total, dtype=np.float64) + rng.normal(
+        0.0, noise_multiplier * clip, size=len(total)
+    )
+    return noised / expected_clients
 
 
 def dp_epsilon(

@@ -25,13 +25,13 @@ from flwr.app import Message, MetricRecord, RecordDict
 
 from fl.item_table import FROZEN_KEYS, without_frozen_changes
 from fl.payload_format import DecodedUpdate, State
-from fl.private_aggregation import noised_mean
+from fl.private_aggregation import clipped_sum, noised_mean
 from fl.robust_aggregation import RobustAggregator
 from fl.row_sparse_aggregation import aggregate_row_sparse
 from fl.simulated_attacks import little_is_enough
 from fl.strategies import schedule_server_step
 from fl.task import from_array_record, to_array_record
-from fl.update_matrix import UpdateMatrix, apply_flat_delta, flat_width
+from fl.update_matrix import UpdateMatrix, apply_flat_delta
 
 if TYPE_CHECKING:
     from fl.settings import FederatedSettings
@@ -86,10 +86,9 @@ def _dense_replies(accepted: Accepted) -> list[Message]:
 def _private_state(
     settings: FederatedSettings, state: State, accepted: Accepted, round_: int, n_clients: int
 ) -> State:
-    updates = UpdateMatrix.from_updates(state, [d for _, d, _ in accepted]) if accepted else None
+    total = clipped_sum(state, [d for _, d, _ in accepted], settings.dp_clipping_norm)
     delta = noised_mean(
-        updates,
-        flat_width(state),
+        total,
         settings.dp_clipping_norm,
         settings.dp_noise_multiplier,
         settings.fraction_train * n_clients,

@@ -3,8 +3,9 @@
 Secure aggregation exists in Flower 1.42 only in the legacy workflow API, so this module offers a
 second app pair that trains the same session model with the same shared ``train_epochs``, but lets the
 server see only the (masked, quantised) sum of the client updates, never one client's weights.
-Robust strategies, row-sparse updates, DP and model averaging are not available on this path
-(SecAgg+ aggregates dense vectors of one fixed shape).
+Robust strategies, row-sparse or quantised updates, DP and model averaging are not available on
+this path (SecAgg+ aggregates dense vectors of one fixed shape): settings that ask for them are
+refused (:func:`check_secagg_settings`), not ignored.
 
 ``fl.secagg_app:client_app`` / ``fl.secagg_app:server_app`` can replace the default components in
 ``[tool.flwr.app.components]`` for a deployment; :func:`make_secagg_apps` builds them with settings.
@@ -36,6 +37,7 @@ from fl.task import (
     get_state,
     task_data,
 )
+from ranking.errors import ConfigError
 from ranking.storage import atomic_write_text
 
 
@@ -67,6 +69,29 @@ class SessionModelClient(NumPyClient):
         )
 
 
+def check_secagg_settings(settings: FederatedSettings) -> None:
+    """Refuse, naming them, the settings that the SecAgg+ path cannot honour."""
+    unavailable = [
+        (f"fl.dp-noise-multiplier={settings.dp_noise_multiplier}", settings.dp_enabled),
+        (
+            f"fl.robust-aggregator={settings.robust_aggregator!r}",
+            settings.robust_aggregator != "none",
+        ),
+        (f"fl.update-encoding={settings.update_encoding!r}", settings.update_encoding != "dense"),
+        (f"fl.quantize={settings.quantize!r}", settings.quantize != "none"),
+        (
+            f"fl.model-average-decay={settings.model_average_decay}",
+            settings.model_average_decay > 0,
+        ),
+    ]
+    named = [name for name, asked in unavailable if asked]
+    if named:
+        raise ConfigError(
+            f"{', '.join(named)}: not available with SecAgg+ (fl.secagg_app aggregates dense, "
+            "unquantised updates with FedAvg and evaluates the last model)"
+        )
+
+
 def make_secagg_apps(
     base: FederatedSettings | None = None,
     *,
@@ -75,6 +100,7 @@ def make_secagg_apps(
 ) -> tuple[ServerApp, ClientApp]:
     """A (ServerApp, ClientApp) pair training with SecAgg+ (shares and threshold as fractions of clients)."""
     base = base or FederatedSettings()
+    check_secagg_settings(base)
 
     def client_fn(context: Context) -> Any:
         settings = FederatedSettings.from_run_config(base.to_run_config(), dict(context.run_config))
@@ -86,6 +112,7 @@ def make_secagg_apps(
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
         settings = FederatedSettings.from_run_config(base.to_run_config(), dict(context.run_config))
+        check_secagg_settings(settings)
         data = task_data(settings)
         initial = get_state(build_task_network(settings, data.dataset.catalog.n_items))
         wait_for_nodes(grid, settings.nodes_to_wait_for, settings.timeout)

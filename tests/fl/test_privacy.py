@@ -23,7 +23,7 @@ from dp_accounting.pld import PLDAccountant
 from dp_accounting.rdp import RdpAccountant
 
 from fl.node_sampling import poisson_sample
-from fl.private_aggregation import clip_rows, dp_epsilon, noised_mean
+from fl.private_aggregation import clipped_sum, dp_epsilon, noised_mean
 from fl.settings import FederatedSettings
 from fl.update_matrix import UpdateMatrix
 from ranking.errors import ConfigError
@@ -32,36 +32,60 @@ GLOBAL = {"a": np.zeros((40, 8), np.float32), "b": np.zeros(30, np.float32)}
 WIDTH = 40 * 8 + 30
 
 
-def _matrix(rng: np.random.Generator, scales: list[float]) -> UpdateMatrix:
+def _updates(rng: np.random.Generator, scales: list[float], sparse_rows: int = 0) -> list:
+    """Decoded updates whose delta norms are about ``scales``; with ``sparse_rows`` every update
+    sends only that many rows of ``a`` (row-sparse), the others all of it."""
     updates = []
     for s in scales:
         state = {
             k: (v + s * rng.standard_normal(v.shape) / math.sqrt(WIDTH)).astype(np.float32)
             for k, v in GLOBAL.items()
         }
-        updates.append((state, {}))
-    return UpdateMatrix.from_updates(GLOBAL, updates)
+        touched = {}
+        if sparse_rows:
+            rows = np.sort(rng.choice(len(GLOBAL["a"]), sparse_rows, replace=False))
+            state["a"], touched["a"] = state["a"][rows], rows
+        updates.append((state, touched))
+    return updates
 
 
-def test_every_update_enters_the_sum_clipped_to_the_norm_in_its_own_direction():
+def _naive_clipped_rows(updates: list, clip: float) -> np.ndarray:
+    """The dense reference: every update's delta as a row, clipped by its own norm (float64)."""
+    raw = UpdateMatrix.from_updates(GLOBAL, updates).values.astype(np.float64)
+    norms = np.linalg.norm(raw, axis=1)
+    return raw * np.minimum(1.0, clip / norms)[:, None]
+
+
+@pytest.mark.parametrize("sparse_rows", [0, 7])
+def test_every_update_enters_the_sum_clipped_to_the_norm_in_its_own_direction(sparse_rows):
     rng = np.random.default_rng(0)
     clip = 1.0
-    matrix = _matrix(rng, [0.2, 0.6, 1.7, 4.0, 9.0])  # norms ~ the scales: both branches
-    raw = matrix.values.astype(np.float64)
-    clipped = clip_rows(raw, clip)
+    updates = _updates(rng, [0.2, 0.6, 1.7, 4.0, 9.0, 30.0], sparse_rows)  # both branches
+    raw = UpdateMatrix.from_updates(GLOBAL, updates).values.astype(np.float64)
+    clipped = _naive_clipped_rows(updates, clip)
     norms = np.linalg.norm(raw, axis=1)
     assert (norms < clip).any() and (norms > clip).any()
     for x, c, n in zip(raw, clipped, norms, strict=True):
         assert np.linalg.norm(c) == pytest.approx(min(n, clip), rel=1e-9)
         assert np.allclose(c * n / np.linalg.norm(c), x)  # same direction
+    total = clipped_sum(GLOBAL, updates, clip)
+    assert np.allclose(total, clipped.sum(axis=0), rtol=1e-9, atol=1e-12)
     expected = 7.5
-    release = noised_mean(matrix, WIDTH, clip, 0.0, expected, np.random.default_rng(1))
+    release = noised_mean(total, clip, 0.0, expected, np.random.default_rng(1))
     assert np.allclose(release * expected, clipped.sum(axis=0))
+
+
+def test_a_row_sparse_update_adds_nothing_to_the_rows_it_did_not_send():
+    updates = _updates(np.random.default_rng(3), [5.0], sparse_rows=4)
+    total = clipped_sum(GLOBAL, updates, 1.0)
+    unsent = np.setdiff1d(np.arange(len(GLOBAL["a"])), updates[0][1]["a"])
+    assert np.all(total[: GLOBAL["a"].size].reshape(GLOBAL["a"].shape)[unsent] == 0)
+    assert np.linalg.norm(total) == pytest.approx(1.0, rel=1e-9)  # clipped over sent rows and b
 
 
 def test_the_noise_has_std_sigma_c_over_the_expected_sample_size():
     sigma, clip, expected, n = 1.3, 0.7, 5.0, 100_000
-    release = noised_mean(None, n, clip, sigma, expected, np.random.default_rng(2))
+    release = noised_mean(np.zeros(n), clip, sigma, expected, np.random.default_rng(2))
     target = sigma * clip / expected
     s = release.std()
     assert abs(s - target) < 5 * target / math.sqrt(2 * n)
