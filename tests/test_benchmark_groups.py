@@ -10,7 +10,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.support.fl_experiment_groups import DP_CLIP, experiments  # noqa: E402
+from benchmarks.support.fl_experiment_groups import (  # noqa: E402
+    ATTRIBUTES_SUFFIX,
+    DP_CLIP,
+    experiments,
+)
 from fl.settings import FederatedSettings  # noqa: E402
 from ranking.errors import ConfigError  # noqa: E402
 
@@ -75,3 +79,30 @@ def test_synthetic_world_names_give_their_users_and_others_are_refused(tmp_path)
     with pytest.raises(SystemExit, match="movielens"):  # not read as ML-100K
         dataset_file("movielens", tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("content_vectors", "named"),
+    [
+        ("", "dp sigma 0.5"),
+        ("/w/synthetic20k-content.npy", "dp sigma 0.5 content-input"),
+        ("/w/synthetic20k-attributes.npy", "dp sigma 0.5 attribute-input"),
+    ],
+)
+def test_the_content_input_is_named_by_its_kind(content_vectors, named) -> None:
+    base = _base().replace(content_vectors=content_vectors)
+    (_, _, _), (method, settings, _) = experiments("dp", base, (0.5,))
+    assert method == named and settings.content_vectors == content_vectors
+
+
+def test_the_attribute_file_holds_the_catalogs_one_hot_attributes(tmp_path) -> None:
+    import numpy as np
+
+    from benchmarks.fl_vs_central import attribute_file
+    from ranking.data.attribute_vectors import attribute_vectors
+    from ranking.storage import load_dataset
+
+    path = attribute_file("synthetic", tmp_path)
+    assert path.name.endswith(ATTRIBUTES_SUFFIX)
+    catalog = load_dataset(tmp_path / "synthetic.npz").catalog
+    assert np.array_equal(np.load(path), attribute_vectors(catalog))

@@ -19,6 +19,17 @@ DP_CLIP = 1.0
 at 1.0 and one SGD step of lr 1.0 dominates), so C = 1 clips little and bounds every update."""
 
 
+ATTRIBUTES_SUFFIX = "-attributes.npy"
+"""How a content-vectors file of catalog attributes is named (``fl_vs_central.attribute_file``)."""
+
+
+def input_suffix(content_vectors: str) -> str:
+    """The method-name part for a run's content input: none, attributes or tiny-CLIP vectors."""
+    if not content_vectors:
+        return ""
+    return " attribute-input" if content_vectors.endswith(ATTRIBUTES_SUFFIX) else " content-input"
+
+
 def schedule_suffix(settings: FederatedSettings) -> str:
     """`` cosine eta, warm-up 5`` where the server step is scheduled, else ``""``."""
     spec = settings.strategy.settings
@@ -97,7 +108,7 @@ def experiments(
     if group == "dp":
         init = (
             (" content-init" if base.item_table_init else "")
-            + (" content-input" if base.content_vectors else "")
+            + input_suffix(base.content_vectors)
             + schedule_suffix(base)
         )
         variant = (
