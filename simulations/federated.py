@@ -25,9 +25,30 @@ from simulations.tracking import epoch_callback
 log = logging.getLogger("tandem")
 
 
+ATTRIBUTES = "attributes"
+"""``fl.content_vectors=attributes``: the catalog's categorical attributes as the content input."""
+
+
+def write_attribute_vectors(data_path: Path, run_dir: Path) -> Path:
+    """The one-hot attribute vectors of the dataset's catalog (:mod:`ranking.data.attribute_vectors`),
+    written to ``<run_dir>/attribute_vectors.npy`` for every simulated client to read."""
+    import numpy as np
+
+    from ranking.data.attribute_vectors import attribute_vectors
+    from ranking.storage import atomic_path, load_dataset
+
+    path = Path(run_dir) / "attribute_vectors.npy"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, attribute_vectors(load_dataset(data_path).catalog))
+    return path
+
+
 def federated_settings(cfg: DictConfig, data_path: Path, run_dir: Path) -> FederatedSettings:
     """The federated settings of a Hydra run: the ``fl/`` group's round settings, its strategy spec
-    and the ``model/`` group's spec, each carried whole (an unknown key is a :class:`ConfigError`)."""
+    and the ``model/`` group's spec, each carried whole (an unknown key is a :class:`ConfigError`).
+    ``fl.content_vectors=attributes`` is replaced by the catalog's attribute vectors (a file in the
+    run directory)."""
     if "kind" not in cfg.model:
         raise ConfigError(
             f"mode={cfg.mode} trains the L2 model federatedly and needs a sequence model "
@@ -37,6 +58,8 @@ def federated_settings(cfg: DictConfig, data_path: Path, run_dir: Path) -> Feder
     strategy = fl_cfg.pop("strategy")
     fl_cfg.pop("compare_central", None)
     model = OmegaConf.to_container(cfg.model, resolve=True)
+    if fl_cfg.get("content_vectors") == ATTRIBUTES:
+        fl_cfg["content_vectors"] = str(write_attribute_vectors(data_path, run_dir))
     return FederatedSettings.create(
         model=model,
         strategy=strategy,
