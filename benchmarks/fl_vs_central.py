@@ -104,12 +104,11 @@ def content_file(name: str, workdir: Path) -> Path:
 def attribute_file(name: str, workdir: Path) -> Path:
     """The one-hot blocks of the catalog's categorical attributes as a ``.npy`` file, named so
     that runs using it are told apart (:data:`ATTRIBUTES_SUFFIX`)."""
-    from ranking.data.attribute_vectors import attribute_vectors
-    from ranking.storage import load_dataset
+    from ranking.data.attribute_vectors import write_attribute_vectors
 
     path = workdir / f"{name}{ATTRIBUTES_SUFFIX}"
     if not path.exists():
-        np.save(path, attribute_vectors(load_dataset(dataset_file(name, workdir)).catalog))
+        write_attribute_vectors(dataset_file(name, workdir), path)
     return path
 
 

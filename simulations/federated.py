@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from fl.server_app import read_rounds
 from fl.settings import FederatedSettings
 from fl.task import task_data
+from ranking.data.attribute_vectors import write_attribute_vectors
 from ranking.errors import ConfigError
 from ranking.evaluation import evaluate
 from ranking.recommender import SequenceRecommender
@@ -27,21 +28,6 @@ log = logging.getLogger("tandem")
 
 ATTRIBUTES = "attributes"
 """``fl.content_vectors=attributes``: the catalog's categorical attributes as the content input."""
-
-
-def write_attribute_vectors(data_path: Path, run_dir: Path) -> Path:
-    """The one-hot attribute vectors of the dataset's catalog (:mod:`ranking.data.attribute_vectors`),
-    written to ``<run_dir>/attribute_vectors.npy`` for every simulated client to read."""
-    import numpy as np
-
-    from ranking.data.attribute_vectors import attribute_vectors
-    from ranking.storage import atomic_path, load_dataset
-
-    path = Path(run_dir) / "attribute_vectors.npy"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, attribute_vectors(load_dataset(data_path).catalog))
-    return path
 
 
 def federated_settings(cfg: DictConfig, data_path: Path, run_dir: Path) -> FederatedSettings:
@@ -59,7 +45,9 @@ def federated_settings(cfg: DictConfig, data_path: Path, run_dir: Path) -> Feder
     fl_cfg.pop("compare_central", None)
     model = OmegaConf.to_container(cfg.model, resolve=True)
     if fl_cfg.get("content_vectors") == ATTRIBUTES:
-        fl_cfg["content_vectors"] = str(write_attribute_vectors(data_path, run_dir))
+        path = Path(run_dir) / "attribute_vectors.npy"  # read by every simulated client
+        write_attribute_vectors(data_path, path)
+        fl_cfg["content_vectors"] = str(path)
     return FederatedSettings.create(
         model=model,
         strategy=strategy,

@@ -22,7 +22,7 @@ import numpy as np
 from ranking.data.catalog import Catalog
 from ranking.errors import ConfigError
 
-__all__ = ["attribute_vectors", "categorical_columns"]
+__all__ = ["attribute_vectors", "categorical_columns", "write_attribute_vectors"]
 
 CATEGORY = "category"
 """The catalog's category codes (``Catalog.category``; ``-1`` = unknown)."""
@@ -73,18 +73,27 @@ def attribute_vectors(catalog: Catalog, columns: Sequence[str] | None = None) ->
     return np.concatenate(blocks, axis=1)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def write_attribute_vectors(
+    dataset: Path, out: Path, columns: Sequence[str] | None = None
+) -> np.ndarray:
+    """The :func:`attribute_vectors` of a dataset file's catalog, written to ``out`` (``.npy``,
+    atomically: never a half-written file); returns them."""
     from ranking.storage import atomic_path, load_dataset
 
+    vectors = attribute_vectors(load_dataset(dataset).catalog, columns)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, vectors)
+    return vectors
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", type=Path, help="a dataset file (ranking.storage.save_dataset)")
     parser.add_argument("out", type=Path, help="the .npy file to write")
     parser.add_argument("columns", nargs="*", help="columns to encode (default: all categorical)")
     args = parser.parse_args(argv)
-    vectors = attribute_vectors(load_dataset(args.dataset).catalog, args.columns or None)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out) as tmp, open(tmp, "wb") as fh:  # never a half-written file
-        np.save(fh, vectors)
+    vectors = write_attribute_vectors(args.dataset, args.out, args.columns or None)
     print(f"{args.out}: {vectors.shape[0]} items x {vectors.shape[1]} attribute values")
     return 0
 
